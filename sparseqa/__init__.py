@@ -1,0 +1,1 @@
+"""Sparse BERT SQuAD v1.1 question-answering demo."""

@@ -1,0 +1,459 @@
+"""Tests for sparseqa.evaluate (SQuAD v1.1 metrics and loading)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import sys
+import tempfile
+import types
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sparseqa.evaluate import (
+    SquadQuestion,
+    exact_match_score,
+    f1_score,
+    load_hub_squad,
+    load_squad,
+    metric_max_over_ground_truths,
+    normalize_answer,
+    score_predictions,
+)
+
+DATA = Path(__file__).parent / "data"
+TINY = DATA / "squad_tiny.json"
+TINY_PREDICTIONS = DATA / "squad_tiny_predictions.json"
+
+
+# --------------------------------------------------------------------------
+# Oracle: transcription of the official SQuAD v1.1 evaluate.py
+# (normalize_answer, f1_score, exact_match_score,
+# metric_max_over_ground_truths, evaluate). Kept independent of sparseqa.
+# --------------------------------------------------------------------------
+
+
+def _ref_normalize_answer(s):
+    """Lower text and remove punctuation, articles and extra whitespace."""
+
+    def remove_articles(text):
+        return re.sub(r"\b(a|an|the)\b", " ", text)
+
+    def white_space_fix(text):
+        return " ".join(text.split())
+
+    def remove_punc(text):
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    def lower(text):
+        return text.lower()
+
+    return white_space_fix(remove_articles(remove_punc(lower(s))))
+
+
+def _ref_f1_score(prediction, ground_truth):
+    prediction_tokens = _ref_normalize_answer(prediction).split()
+    ground_truth_tokens = _ref_normalize_answer(ground_truth).split()
+    common = Counter(prediction_tokens) & Counter(ground_truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(ground_truth_tokens)
+    f1 = (2 * precision * recall) / (precision + recall)
+    return f1
+
+
+def _ref_exact_match_score(prediction, ground_truth):
+    return _ref_normalize_answer(prediction) == _ref_normalize_answer(ground_truth)
+
+
+def _ref_metric_max_over_ground_truths(metric_fn, prediction, ground_truths):
+    scores_for_ground_truths = []
+    for ground_truth in ground_truths:
+        score = metric_fn(prediction, ground_truth)
+        scores_for_ground_truths.append(score)
+    return max(scores_for_ground_truths)
+
+
+def _ref_evaluate(dataset, predictions):
+    f1 = exact_match = total = 0
+    for article in dataset:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                total += 1
+                if qa["id"] not in predictions:
+                    # Official script prints "Unanswered question ... will receive score 0."
+                    continue
+                ground_truths = list(map(lambda x: x["text"], qa["answers"]))
+                prediction = predictions[qa["id"]]
+                exact_match += _ref_metric_max_over_ground_truths(
+                    _ref_exact_match_score, prediction, ground_truths
+                )
+                f1 += _ref_metric_max_over_ground_truths(_ref_f1_score, prediction, ground_truths)
+
+    exact_match = 100.0 * exact_match / total
+    f1 = 100.0 * f1 / total
+
+    return {"exact_match": exact_match, "f1": f1}
+
+
+# --------------------------------------------------------------------------
+# Hand-computed scores for the tiny fixture
+# --------------------------------------------------------------------------
+
+
+def test_tiny_fixture_loads():
+    questions = load_squad(TINY)
+    assert [q.id for q in questions] == [f"tiny-q{i}" for i in range(1, 9)]
+    q1 = questions[0]
+    assert q1.question == "Which river runs through Harlow Cross?"
+    assert q1.answers == ("the river Tamsin", "Tamsin")
+    assert q1.context.startswith("Harlow Cross is a market town")
+    assert questions[6].answers == ("St. Albans,", "St. Albans, Hertfordshire")
+    # Gold answers are real spans of their context.
+    raw = json.loads(TINY.read_text(encoding="utf-8"))
+    for article in raw["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                for ans in qa["answers"]:
+                    start = ans["answer_start"]
+                    assert paragraph["context"][start : start + len(ans["text"])] == ans["text"]
+
+
+def test_tiny_predictions_hand_computed():
+    questions = load_squad(TINY)
+    predictions = json.loads(TINY_PREDICTIONS.read_text(encoding="utf-8"))
+
+    # Per question (normalized prediction vs. best normalized gold):
+    # q1 "river tamsin" vs "river tamsin" (article dropped)          EM 1  F1 1
+    # q2 "about 42 kilometres" vs "42 kilometres": common 2,
+    #    P = 2/3, R = 2/2, F1 = 2*(2/3)/(5/3) = 4/5;
+    #    vs "42 kilometres north of st albans": P = 2/3, R = 2/6,
+    #    F1 = 2*(2/9)/(1) = 4/9; max = 4/5                           EM 0  F1 4/5
+    # q3 missing from predictions                                    EM 0  F1 0
+    # q4 "wild yeast and lacticacid bacteria" (hyphen removed, words
+    #    joined) vs "wild yeast and lactic acid bacteria": common 4
+    #    (wild, yeast, and, bacteria), P = 4/5, R = 4/6,
+    #    F1 = 2*(8/15)/(22/15) = 8/11 (both golds normalize alike)   EM 0  F1 8/11
+    # q5 "250 degrees celsius" (trailing "." dropped)                EM 1  F1 1
+    # q6 "ada pennington" (casing only)                              EM 1  F1 1
+    # q7 "st albans" vs gold "St. Albans," -> "st albans"            EM 1  F1 1
+    # q8 "1984" vs "64 kb" / "64 kb of memory": no common token      EM 0  F1 0
+    #
+    # EM = 4/8 = 50%.
+    # F1 = (1 + 4/5 + 0 + 8/11 + 1 + 1 + 1 + 0) / 8
+    #    = (4 + 44/55 + 40/55) / 8 = (304/55) / 8 = 38/55 = 69.0909...%
+    per_question_f1 = {
+        "tiny-q1": Fraction(1),
+        "tiny-q2": Fraction(4, 5),
+        "tiny-q3": Fraction(0),
+        "tiny-q4": Fraction(8, 11),
+        "tiny-q5": Fraction(1),
+        "tiny-q6": Fraction(1),
+        "tiny-q7": Fraction(1),
+        "tiny-q8": Fraction(0),
+    }
+    per_question_em = {"tiny-q1": 1, "tiny-q5": 1, "tiny-q6": 1, "tiny-q7": 1}
+    for q in questions:
+        pred = predictions.get(q.id)
+        f1 = 0.0 if pred is None else metric_max_over_ground_truths(f1_score, pred, q.answers)
+        em = False if pred is None else metric_max_over_ground_truths(exact_match_score, pred, q.answers)
+        assert f1 == pytest.approx(float(per_question_f1[q.id]), abs=1e-9), q.id
+        assert int(em) == per_question_em.get(q.id, 0), q.id
+
+    result = score_predictions(questions, predictions)
+    assert result["n"] == 8
+    assert result["missing"] == 1
+    assert result["exact_match"] == pytest.approx(50.0, abs=1e-9)
+    assert result["f1"] == pytest.approx(100 * 38 / 55, abs=1e-9)
+    assert result["f1"] == pytest.approx(69.0909090909, abs=1e-9)
+
+    # And the official-script oracle agrees on the fixture.
+    ref = _ref_evaluate(json.loads(TINY.read_text(encoding="utf-8"))["data"], predictions)
+    assert result["exact_match"] == pytest.approx(ref["exact_match"], abs=1e-9)
+    assert result["f1"] == pytest.approx(ref["f1"], abs=1e-9)
+
+
+def test_score_predictions_ignores_extra_ids_and_counts_missing():
+    questions = [
+        SquadQuestion("a", "q?", "ctx", ("Paris",)),
+        SquadQuestion("b", "q?", "ctx", ("the Seine", "Seine river")),
+    ]
+    result = score_predictions(questions, {"a": "paris", "zzz": "whatever"})
+    assert result == {"exact_match": 50.0, "f1": 50.0, "n": 2, "missing": 1}
+    assert score_predictions(questions, {}) == {"exact_match": 0.0, "f1": 0.0, "n": 2, "missing": 2}
+    assert score_predictions([], {"a": "x"}) == {"exact_match": 0.0, "f1": 0.0, "n": 0, "missing": 0}
+
+
+# --------------------------------------------------------------------------
+# normalize_answer / f1 / EM edge cases
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ""),
+        ("   ", ""),
+        ("The", ""),
+        (" A  an THE ", ""),
+        ("the river Tamsin", "river tamsin"),
+        ("St. Albans,", "st albans"),
+        # Articles only as whole words.
+        ("theatre anthem Ann", "theatre anthem ann"),
+        # Punctuation is deleted, not replaced by a space, and it goes before
+        # article removal: "the-end" becomes one token "theend".
+        ("lactic-acid", "lacticacid"),
+        ("the-end", "theend"),
+        ("(the) end", "end"),
+        ("don't", "dont"),
+        ("1,000.5", "10005"),
+        ("\t New\nYork \u00a0", "new york"),
+        ("ÁNGEL Ørsted", "ángel ørsted"),
+        # Only ASCII string.punctuation is removed; curly quotes and dashes stay.
+        ("\u201cquoted\u201d \u2014 x", "\u201cquoted\u201d \u2014 x"),
+        ("a.b", "ab"),
+        ("An apple a day", "apple day"),
+    ],
+)
+def test_normalize_answer(text, expected):
+    assert normalize_answer(text) == expected
+    assert normalize_answer(text) == _ref_normalize_answer(text)
+
+
+def test_f1_and_em_edge_cases():
+    assert f1_score("", "") == 0.0  # official quirk: no common tokens -> 0
+    assert exact_match_score("", "") is True
+    assert exact_match_score("The", "an") is True
+    assert f1_score("the", "Paris") == 0.0
+    assert f1_score("Paris", "") == 0.0
+    assert f1_score("Tamsin River", "the river Tamsin") == 1.0  # bag of tokens
+    assert exact_match_score("Tamsin River", "the river Tamsin") is False
+    # Articles vanish before counting: "b" vs "b b" -> P = 1, R = 1/2, F1 = 2/3.
+    assert f1_score("a a b", "a b b") == pytest.approx(2 / 3, abs=1e-9)
+    # Counter intersection counts repeated tokens at most min(count) times.
+    assert f1_score("x x y", "x y y") == pytest.approx(2 * (2 / 3) * (2 / 3) / (4 / 3))
+    assert metric_max_over_ground_truths(f1_score, "42 km", ["km", "42 km", "x"]) == 1.0
+    assert metric_max_over_ground_truths(exact_match_score, "x", ["y", "z"]) is False
+
+
+# --------------------------------------------------------------------------
+# Property test against the official-script oracle
+# --------------------------------------------------------------------------
+
+_WORDS = [
+    "the", "The", "THE", "a", "A", "an", "An", "river", "Tamsin", "St.", "Albans,",
+    "42", "1,000", "1783", "km", "well-known", "don't", "x", "x", "(b)", "!", "--",
+    "\u00e9t\u00e9", "\u201cq\u201d", "  ", "\t", "\n", "theatre",
+]
+_token = st.one_of(
+    st.sampled_from(_WORDS),
+    st.text(alphabet=string.ascii_letters + string.digits + string.punctuation + " ", max_size=6),
+    st.text(max_size=4),
+)
+_answer = st.lists(_token, min_size=0, max_size=5).map(" ".join)
+
+
+@st.composite
+def _mutated(draw, gold):
+    """A prediction derived from a gold answer by random token edits."""
+    tokens = gold.split(" ")
+    for _ in range(draw(st.integers(0, 3))):
+        op = draw(st.sampled_from(["insert", "delete", "replace", "case", "punct", "swap"]))
+        if op == "insert":
+            tokens.insert(draw(st.integers(0, len(tokens))), draw(_token))
+        elif tokens and op == "delete":
+            del tokens[draw(st.integers(0, len(tokens) - 1))]
+        elif tokens and op == "replace":
+            tokens[draw(st.integers(0, len(tokens) - 1))] = draw(_token)
+        elif tokens and op == "case":
+            i = draw(st.integers(0, len(tokens) - 1))
+            tokens[i] = draw(st.sampled_from([str.upper, str.lower, str.title]))(tokens[i])
+        elif tokens and op == "punct":
+            i = draw(st.integers(0, len(tokens) - 1))
+            tokens[i] += draw(st.sampled_from(list(".,;:!?'\"-")))
+        elif len(tokens) > 1 and op == "swap":
+            i = draw(st.integers(0, len(tokens) - 1))
+            j = draw(st.integers(0, len(tokens) - 1))
+            tokens[i], tokens[j] = tokens[j], tokens[i]
+    return " ".join(tokens)
+
+
+@st.composite
+def _dataset_and_predictions(draw):
+    data = []
+    predictions = {}
+    qid = 0
+    for _ in range(draw(st.integers(1, 2))):
+        paragraphs = []
+        for _ in range(draw(st.integers(1, 2))):
+            qas = []
+            for _ in range(draw(st.integers(1, 3))):
+                qid += 1
+                golds = draw(st.lists(_answer, min_size=1, max_size=3))
+                qas.append(
+                    {
+                        "id": f"q{qid}",
+                        "question": "q?",
+                        "answers": [{"text": g, "answer_start": 0} for g in golds],
+                    }
+                )
+                kind = draw(st.sampled_from(["mutated", "mutated", "exact", "random", "missing"]))
+                if kind == "exact":
+                    predictions[f"q{qid}"] = draw(st.sampled_from(golds))
+                elif kind == "mutated":
+                    predictions[f"q{qid}"] = draw(_mutated(draw(st.sampled_from(golds))))
+                elif kind == "random":
+                    predictions[f"q{qid}"] = draw(_answer)
+            paragraphs.append({"context": "c", "qas": qas})
+        data.append({"title": "t", "paragraphs": paragraphs})
+    if draw(st.booleans()):
+        predictions["not-in-data"] = draw(_answer)
+    return data, predictions
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_dataset_and_predictions())
+def test_score_predictions_matches_official_script(case):
+    data, predictions = case
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "d.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"version": "1.1", "data": data}, f)
+        questions = load_squad(path)
+
+    ref = _ref_evaluate(data, predictions)
+    got = score_predictions(questions, predictions)
+    n = sum(len(p["qas"]) for a in data for p in a["paragraphs"])
+    assert got["n"] == n
+    assert got["missing"] == sum(
+        qa["id"] not in predictions for a in data for p in a["paragraphs"] for qa in p["qas"]
+    )
+    assert got["exact_match"] == pytest.approx(ref["exact_match"], abs=1e-9)
+    assert got["f1"] == pytest.approx(ref["f1"], abs=1e-9)
+
+
+# --------------------------------------------------------------------------
+# load_squad errors
+# --------------------------------------------------------------------------
+
+
+def test_load_squad_invalid_json(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('{"data": [', encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        load_squad(path)
+    message = str(info.value)
+    assert "not valid JSON" in message
+    assert "broken.json" in message
+    assert "\n" not in message
+
+
+def test_load_squad_missing_data_key(tmp_path):
+    path = tmp_path / "nodata.json"
+    path.write_text(json.dumps({"version": "1.1", "articles": []}), encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        load_squad(path)
+    message = str(info.value)
+    assert "'data'" in message
+    assert "SQuAD v1.1" in message
+    assert "nodata.json" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragments"),
+    [
+        ([1, 2], ["top level", "JSON object"]),
+        ({"data": {}}, ['"data"', "JSON list"]),
+        ({"data": [{}]}, ["data[0]", "'paragraphs'"]),
+        ({"data": [{"paragraphs": [{"qas": []}]}]}, ["data[0].paragraphs[0]", "'context'"]),
+        (
+            {"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "x", "question": "q"}]}]}]},
+            ["qas[0]", "'answers'"],
+        ),
+        (
+            {"data": [{"paragraphs": [{"context": "c", "qas": [{"question": "q", "answers": []}]}]}]},
+            ["qas[0]", "'id'"],
+        ),
+        (
+            {"data": [{"paragraphs": [{"context": "c", "qas": [
+                {"id": "x", "question": "q", "answers": [{"answer_start": 0}]}]}]}]},
+            ["answers[0]", "'text'"],
+        ),
+    ],
+)
+def test_load_squad_format_errors_name_the_problem(tmp_path, payload, fragments):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        load_squad(path)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message
+    assert "\n" not in message
+
+
+# --------------------------------------------------------------------------
+# load_hub_squad failure paths (no network needed)
+# --------------------------------------------------------------------------
+
+
+def test_load_hub_squad_without_datasets(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail
+    with pytest.raises(RuntimeError) as info:
+        load_hub_squad()
+    message = str(info.value)
+    assert message.startswith(
+        "could not load the SQuAD v1.1 validation split from the Hugging Face hub ("
+    )
+    assert message.endswith("); pass --data FILE.json with a local copy of dev-v1.1.json")
+    assert "datasets" in message
+    assert "\n" not in message
+
+
+def test_load_hub_squad_network_failure(monkeypatch):
+    fake = types.ModuleType("datasets")
+
+    def load_dataset(name, split):
+        raise ConnectionError("Couldn't reach\n'squad' on the Hub")
+
+    fake.load_dataset = load_dataset
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    with pytest.raises(RuntimeError) as info:
+        load_hub_squad()
+    message = str(info.value)
+    assert "ConnectionError" in message
+    assert "--data FILE.json" in message
+    assert "\n" not in message
+
+
+def test_load_hub_squad_converts_rows(monkeypatch):
+    fake = types.ModuleType("datasets")
+    calls = []
+
+    def load_dataset(name, split):
+        calls.append((name, split))
+        return [
+            {
+                "id": "h1",
+                "title": "T",
+                "context": "Kestrel flies.",
+                "question": "What flies?",
+                "answers": {"text": ["Kestrel", "Kestrel"], "answer_start": [0, 0]},
+            }
+        ]
+
+    fake.load_dataset = load_dataset
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    assert load_hub_squad() == [SquadQuestion("h1", "What flies?", "Kestrel flies.", ("Kestrel", "Kestrel"))]
+    assert calls == [("squad", "validation")]
