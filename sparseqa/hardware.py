@@ -1,0 +1,104 @@
+"""What this machine is: CPU, cores, the instruction sets that matter for BERT inference, and what OpenVINO uses."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from dataclasses import asdict, dataclass
+from importlib import metadata
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The CPU facts that decide which precision OpenVINO picks and whether sparse weights are decompressed."""
+
+    cpu: str
+    logical_cores: int
+    physical_cores: int
+    avx512_vnni: bool
+    avx512_bf16: bool
+    amx: bool
+    openvino_default_precision: str
+
+    @property
+    def sparse_weight_decompression(self) -> bool:
+        """OpenVINO decompresses sparse int8 weights only with AMX; elsewhere a sparse model runs dense kernels."""
+        return self.amx
+
+    def isa_flags(self) -> str:
+        """The detected instruction sets, for one line of a header."""
+        names = [("AVX-512 VNNI", self.avx512_vnni), ("AVX512-BF16", self.avx512_bf16), ("AMX", self.amx)]
+        return ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in names)
+
+    def speedup_story(self) -> str:
+        """One honest sentence on where a sparse-vs-dense speedup comes from on this CPU."""
+        if self.amx:
+            return (
+                "On this CPU (AMX) OpenVINO decompresses the sparse int8 weights, so sparsity itself saves time on top "
+                "of what the runtime and the lower precision give."
+            )
+        precision = "bf16" if self.openvino_default_precision == "bf16" else "fp32"
+        return (
+            f"This CPU has no AMX, so OpenVINO runs the sparse model with dense kernels: the speedup comes from the "
+            f"runtime and the precision ({precision} here, int8 when chosen), not from the zeros themselves."
+        )
+
+    def as_dict(self) -> dict:
+        """Plain values for JSON headers."""
+        return asdict(self) | {"sparse_weight_decompression": self.sparse_weight_decompression}
+
+
+@functools.cache
+def machine() -> Machine:
+    """Read this machine's CPU once (``/proc/cpuinfo`` and OpenVINO's view of the CPU)."""
+    flags: set[str] = set()
+    cpu = platform.processor() or platform.machine()
+    cores_by_package: set[tuple[str, str]] = set()
+    physical_id = "0"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "model name":
+                    cpu = value
+                elif key == "flags":
+                    flags.update(value.split())
+                elif key == "physical id":
+                    physical_id = value
+                elif key == "core id":
+                    cores_by_package.add((physical_id, value))
+    except OSError:
+        pass
+    logical = os.cpu_count() or 1
+    return Machine(
+        cpu=cpu,
+        logical_cores=logical,
+        physical_cores=len(cores_by_package) or logical,
+        avx512_vnni="avx512_vnni" in flags,
+        avx512_bf16="avx512_bf16" in flags,
+        amx="amx_int8" in flags or "amx_tile" in flags,
+        openvino_default_precision=_openvino_default_precision(),
+    )
+
+
+def _openvino_default_precision() -> str:
+    try:
+        import openvino as ov
+
+        hint = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
+    except Exception:  # OpenVINO missing or no CPU plugin: report it rather than fail a status panel
+        return "unknown"
+    return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(str(hint).split(".")[-1].lower(), str(hint))
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour the numbers depend on."""
+    versions = {}
+    for package in ("torch", "transformers", "openvino", "optimum-intel", "nncf", "gradio"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions

@@ -1,0 +1,226 @@
+"""The model registry: which models the demo knows, what their cards report, and where their files are.
+
+A model is named by a hub id, a local directory, or one of the ``synthetic`` names, which are built here from
+random weights (with BERT-base's shape and, for the sparse one, 80% of 1x4 blocks zeroed) so the demo, the
+benchmark and the tests run on a machine with no hub access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+SPARSE_ID = "Intel/bert-base-uncased-squadv1.1-sparse-80-1x4-block-pruneofa"
+DENSE_ID = "csarron/bert-base-uncased-squad-v1"
+SYNTHETIC_SPARSE = "synthetic-sparse"
+SYNTHETIC_DENSE = "synthetic-dense"
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model's card reports on SQuAD v1.1 dev, and a short label for tables."""
+
+    model_id: str
+    label: str
+    exact_match: float | None
+    f1: float | None
+    description: str
+
+
+CARDS = {
+    SPARSE_ID: ModelCard(SPARSE_ID, "sparse 80% 1x4", 81.29, 88.47, "BERT-base uncased, 80% 1x4 block-sparse (Prune OFA)"),
+    DENSE_ID: ModelCard(DENSE_ID, "dense", 80.9, 88.2, "BERT-base uncased, dense"),
+    SYNTHETIC_SPARSE: ModelCard(
+        SYNTHETIC_SPARSE, "sparse 80% 1x4 (synthetic)", None, None, "random weights, BERT-base shape, 80% 1x4 blocks zero"
+    ),
+    SYNTHETIC_DENSE: ModelCard(SYNTHETIC_DENSE, "dense (synthetic)", None, None, "random weights, BERT-base shape"),
+}
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be found or loaded; the message says what to pass instead."""
+
+    def __init__(self, model: str, reason: str):
+        super().__init__(
+            f"could not load {model}: {reason}; pass --model PATH for a local copy or --synthetic for a latency-only demo"
+        )
+        self.model = model
+
+
+def card_for(model: str) -> ModelCard:
+    """The registry entry for ``model``, or a card with no reported metrics for any other id or path."""
+    if model in CARDS:
+        return CARDS[model]
+    name = Path(model).name if os.path.isdir(model) else model
+    return ModelCard(model, name, None, None, "user-supplied model")
+
+
+def is_synthetic(model: str) -> bool:
+    """Whether ``model`` names one of the locally built random-weight models."""
+    return model in (SYNTHETIC_SPARSE, SYNTHETIC_DENSE)
+
+
+def cache_root() -> Path:
+    """Where exported IR and built models live (``SPARSEQA_CACHE``, default ``~/.cache/sparseqa``)."""
+    return Path(os.environ.get("SPARSEQA_CACHE", Path.home() / ".cache" / "sparseqa"))
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A model resolved to a directory on disk, with a revision string that changes whenever its files do."""
+
+    model_id: str
+    path: Path
+    revision: str
+
+
+def resolve(model: str) -> LocalModel:
+    """Find ``model``'s files on disk: build a synthetic model, use a local directory, or fetch a hub snapshot.
+
+    Raises ModelLoadError with a one-line reason when the files cannot be had (no network, unknown id).
+    """
+    if is_synthetic(model):
+        path = build_synthetic(sparse=model == SYNTHETIC_SPARSE)
+        return LocalModel(model, path, _directory_revision(path))
+    if os.path.isdir(model):
+        path = Path(model).resolve()
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(model, f"{path} has no config.json")
+        return LocalModel(model, path, _directory_revision(path))
+    if os.path.exists(model):
+        raise ModelLoadError(model, "it is a file, not a model directory")
+    return _hub_snapshot(model)
+
+
+def _hub_snapshot(model_id: str) -> LocalModel:
+    # Short timeouts so an unreachable hub fails in seconds, not minutes; set before huggingface_hub reads them.
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.txt", "*.safetensors", "*.model"]
+    try:
+        path = Path(snapshot_download(model_id, allow_patterns=patterns))
+    except Exception as error:  # huggingface_hub raises many types; each means the same thing to a user here
+        raise ModelLoadError(model_id, _short_reason(error)) from error
+    if not any(path.glob("*.safetensors")):
+        try:
+            path = Path(snapshot_download(model_id, allow_patterns=patterns + ["pytorch_model.bin"]))
+        except Exception as error:
+            raise ModelLoadError(model_id, _short_reason(error)) from error
+    return LocalModel(model_id, path, path.name)
+
+
+def _short_reason(error: Exception) -> str:
+    name = type(error).__name__
+    if "Offline" in name or "LocalEntryNotFound" in name or "Connect" in name or "Timeout" in name:
+        return "the Hugging Face hub is not reachable and the model is not in the local cache"
+    if "RepositoryNotFound" in name or "NotFound" in name:
+        return "no such model on the Hugging Face hub"
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else name
+    return first_line[:200]
+
+
+def _directory_revision(path: Path) -> str:
+    """A short hash of the model files' names, sizes and modification times."""
+    digest = hashlib.sha256()
+    for file in sorted(path.iterdir()):
+        if file.is_file():
+            stat = file.stat()
+            digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+# ---- the synthetic models --------------------------------------------------------------------------------------
+
+SYNTHETIC_VERSION = 1
+SPARSITY = 0.8
+BLOCK = 4
+
+
+def build_synthetic(sparse: bool = True, *, directory: Path | None = None, seed: int = 0) -> Path:
+    """Build (once, then reuse) a BERT-base-shaped QA model with random weights and a locally trained tokenizer.
+
+    With ``sparse``, 80% of the 1x4 blocks (4 consecutive input weights of one output row) of every encoder Linear
+    are zero, the pattern of the Prune-OFA model. Written atomically: a half-built directory is never reused.
+    """
+    name = f"synthetic-{'sparse' if sparse else 'dense'}-v{SYNTHETIC_VERSION}-seed{seed}"
+    target = directory or cache_root() / "models" / name
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import BertConfig, BertForQuestionAnswering
+    import torch
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        torch.manual_seed(seed + (0 if sparse else 1))
+        config = BertConfig(vocab_size=30522)  # BERT-base: 12 layers, hidden 768, 12 heads, 3072 intermediate
+        model = BertForQuestionAnswering(config).eval()
+        if sparse:
+            prune_blocks(model, SPARSITY, BLOCK, seed=seed)
+        model.save_pretrained(staging)
+        build_tokenizer().save_pretrained(staging)
+        (staging / "sparseqa.json").write_text(json.dumps({"synthetic": True, "sparse": sparse, "seed": seed}))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def prune_blocks(model, sparsity: float, block: int = BLOCK, *, seed: int = 0) -> None:
+    """Zero ``sparsity`` of the 1 x ``block`` weight blocks of every encoder Linear, chosen at random per layer."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and ".encoder." in f".{name}.":
+                out_features, in_features = module.weight.shape
+                blocks = module.weight.view(out_features, in_features // block, block)
+                count = blocks.shape[0] * blocks.shape[1]
+                chosen = torch.randperm(count, generator=generator)[: round(sparsity * count)]
+                mask = torch.ones(count, dtype=torch.bool)
+                mask[chosen] = False
+                blocks.mul_(mask.view(out_features, in_features // block, 1))
+
+
+def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 8000):
+    """A lower-casing BERT WordPiece tokenizer trained on ``corpus`` (default: the bundled example passages)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers, decoders
+    from transformers import BertTokenizerFast
+
+    if corpus is None:
+        corpus = _example_texts()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, min_frequency=1)
+    tokenizer.train_from_iterator(corpus, trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return BertTokenizerFast(tokenizer_object=tokenizer, do_lower_case=True, model_max_length=512)
+
+
+def _example_texts() -> list[str]:
+    texts = ["abcdefghijklmnopqrstuvwxyz 0123456789 .,;:!?'\"()-"]
+    examples = ASSETS / "examples.json"
+    if examples.is_file():
+        for example in json.loads(examples.read_text(encoding="utf-8")):
+            texts += [example["passage"], example["question"]]
+    return texts

@@ -1,0 +1,376 @@
+"""Question-answering engines: one model on one runtime at one precision, with one call shape for all of them.
+
+``load_engine`` gives a ready engine: PyTorch (transformers, as people run the dense baseline) or OpenVINO through
+Optimum Intel (exported once to IR, optionally quantized to int8 with NNCF, cached on disk). Engines are safe to
+call from several threads: PyTorch inference holds no per-call state, and each thread gets its own OpenVINO infer
+request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import decoding
+from .decoding import Span
+from .hardware import library_versions, machine
+from .models import LocalModel, ModelLoadError, card_for, cache_root, is_synthetic, resolve
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("openvino", "pytorch")
+PRECISIONS = ("fp32", "bf16", "int8")
+DEFAULT_CALIBRATION_SAMPLES = 300
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wall-clock milliseconds of one answer: tokenizing, the model's forward pass, and span decoding."""
+
+    tokenize_ms: float
+    infer_ms: float
+    decode_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.tokenize_ms + self.infer_ms + self.decode_ms
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A model's answer to one question about one passage: the best span, the runners-up, and what it cost."""
+
+    text: str
+    start: int
+    end: int
+    score: float
+    alternatives: list[Span]
+    timings: Timings
+    model: str
+    runtime: str
+    precision: str
+    tokens: int
+    windows: int
+    synthetic: bool
+
+    def as_dict(self) -> dict:
+        """Plain values for JSON: the CLI's output and the API's."""
+        return {
+            "answer": self.text,
+            "start": self.start,
+            "end": self.end,
+            "score": self.score,
+            "alternatives": [vars(span) for span in self.alternatives],
+            "latency_ms": self.timings.total_ms,
+            "timings_ms": {
+                "tokenize": self.timings.tokenize_ms,
+                "infer": self.timings.infer_ms,
+                "decode": self.timings.decode_ms,
+            },
+            "model": self.model,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "tokens": self.tokens,
+            "windows": self.windows,
+            "synthetic": self.synthetic,
+        }
+
+
+@dataclass
+class QAEngine:
+    """A loaded model ready to answer; subclasses supply the forward pass of their runtime."""
+
+    model_id: str
+    runtime: str
+    precision: str
+    tokenizer: object
+    input_names: list[str]
+    threads: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def synthetic(self) -> bool:
+        return is_synthetic(self.model_id)
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: which model, on what, at what precision."""
+        return f"{card_for(self.model_id).label} · {self.runtime} {self.precision}"
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end logits, shape (windows, tokens), for tokenized inputs."""
+        raise NotImplementedError
+
+    def answer(self, question: str, passage: str, top_k: int = 3, max_windows: int | None = None) -> Answer:
+        """The best answer span in ``passage`` and ``top_k - 1`` alternatives, with per-stage timings."""
+        began = time.perf_counter()
+        encoding = decoding.encode(self.tokenizer, question, passage, max_windows=max_windows)
+        inputs = decoding.model_inputs(encoding, self.input_names)
+        tokenized = time.perf_counter()
+        start_logits, end_logits = self.infer(inputs)
+        inferred = time.perf_counter()
+        spans = decoding.best_spans(start_logits, end_logits, encoding, passage, top_k=max(top_k, 1))
+        decoded = time.perf_counter()
+        best = spans[0]
+        return Answer(
+            text=best.text,
+            start=best.start,
+            end=best.end,
+            score=best.score,
+            alternatives=spans[1:],
+            timings=Timings(
+                (tokenized - began) * 1e3, (inferred - tokenized) * 1e3, (decoded - inferred) * 1e3
+            ),
+            model=self.model_id,
+            runtime=self.runtime,
+            precision=self.precision,
+            tokens=int(encoding["attention_mask"].sum()),
+            windows=int(encoding["input_ids"].shape[0]),
+            synthetic=self.synthetic,
+        )
+
+
+class PyTorchEngine(QAEngine):
+    """transformers + PyTorch fp32 (or bf16 autocast), the way the dense baseline is usually run."""
+
+    def __init__(self, model_id: str, model, tokenizer, precision: str, threads: int):
+        import torch
+
+        super().__init__(model_id, "pytorch", precision, tokenizer, _forward_input_names(model), threads)
+        self._torch = torch
+        self._model = model
+
+    @property
+    def torch_model(self):
+        """The underlying transformers model, for weight inspection."""
+        return self._model
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        torch = self._torch
+        tensors = {name: torch.from_numpy(array) for name, array in inputs.items()}
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            output = self._model(**tensors)
+        return output.start_logits.float().numpy(), output.end_logits.float().numpy()
+
+
+class OpenVINOEngine(QAEngine):
+    """Optimum Intel's OVModelForQuestionAnswering, with one infer request per calling thread."""
+
+    def __init__(self, model_id: str, ov_model, tokenizer, precision: str, threads: int, notes: list[str]):
+        super().__init__(model_id, "openvino", precision, tokenizer, list(ov_model.input_names), threads, notes)
+        self._ov_model = ov_model
+        self._compiled = ov_model.request
+        self._local = threading.local()
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        result = request.infer(inputs)
+        return (
+            np.array(result[self._compiled.output("start_logits")]),
+            np.array(result[self._compiled.output("end_logits")]),
+        )
+
+
+def _forward_input_names(model) -> list[str]:
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    return [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted]
+
+
+def default_threads() -> int:
+    """All physical cores: the same thread count for every runtime makes their timings comparable."""
+    return machine().physical_cores
+
+
+def load_engine(
+    model: str,
+    runtime: str = "openvino",
+    precision: str = "fp32",
+    *,
+    threads: int | None = None,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    sparse_decompression: bool | None = None,
+) -> QAEngine:
+    """Load ``model`` (hub id, local directory or synthetic name) on ``runtime`` at ``precision``.
+
+    OpenVINO IR (and its int8 version) is built once and cached under ``cache_root()/ir``, keyed by model revision,
+    precision and library versions. ``sparse_decompression`` (default: on for int8 where the CPU has AMX) turns on
+    OpenVINO's sparse weight decompression. Raises ModelLoadError or ValueError with a one-line message.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    allowed = ("fp32", "bf16") if runtime == "pytorch" else PRECISIONS
+    if precision not in allowed:
+        raise ValueError(f"precision {precision!r} is not available on {runtime}: choose one of {', '.join(allowed)}")
+    threads = threads or default_threads()
+    local = resolve(model)
+    tokenizer = _load_tokenizer(local)
+    if runtime == "pytorch":
+        import torch
+        from transformers import AutoModelForQuestionAnswering
+
+        torch.set_num_threads(threads)
+        try:
+            torch_model = AutoModelForQuestionAnswering.from_pretrained(local.path, dtype=torch.float32).eval()
+        except Exception as error:
+            raise ModelLoadError(model, f"transformers could not read it ({_first_line(error)})") from error
+        return PyTorchEngine(model, torch_model, tokenizer, precision, threads)
+    if precision == "bf16" and not machine().avx512_bf16 and not machine().amx:
+        raise ValueError("bf16 needs a CPU with AVX512-BF16 or AMX; this one has neither: use fp32 or int8")
+    ir_dir = cached_ir(local, tokenizer, quantized=precision == "int8", calibration_samples=calibration_samples)
+    if sparse_decompression is None:
+        sparse_decompression = precision == "int8" and machine().sparse_weight_decompression
+    ov_config = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": "1",
+        "INFERENCE_NUM_THREADS": str(threads),
+    }
+    notes = []
+    if precision in ("fp32", "bf16"):
+        ov_config["INFERENCE_PRECISION_HINT"] = "f32" if precision == "fp32" else "bf16"
+    if sparse_decompression:
+        ov_config["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] = "0.5"
+        notes.append("sparse weight decompression on (AMX)")
+    elif precision == "int8" and not machine().amx:
+        notes.append("sparse weight decompression off: it needs AMX, which this CPU lacks")
+    from optimum.intel import OVModelForQuestionAnswering
+
+    try:
+        ov_model = OVModelForQuestionAnswering.from_pretrained(ir_dir, ov_config=ov_config, compile=True)
+    except Exception as error:
+        raise ModelLoadError(model, f"OpenVINO could not compile the cached IR at {ir_dir} ({_first_line(error)})") from error
+    return OpenVINOEngine(model, ov_model, tokenizer, precision, threads, notes)
+
+
+def _load_tokenizer(local: LocalModel):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(local.path)
+    except Exception as error:
+        raise ModelLoadError(local.model_id, f"no usable tokenizer ({_first_line(error)})") from error
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(local.model_id, "its tokenizer has no fast version, which the character offsets need")
+    return tokenizer
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+
+
+# ---- the IR cache ----------------------------------------------------------------------------------------------
+
+COMPLETE_MARKER = "sparseqa-complete.json"
+
+
+def cache_key(local: LocalModel, quantized: bool, calibration_samples: int) -> str:
+    """Directory name of a cached IR: model, revision, precision and the versions of everything that built it."""
+    versions = library_versions()
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "--", local.model_id).strip("-")[-80:]
+    parts = [slug, local.revision[:12], "int8" if quantized else "fp32"]
+    parts += [f"ov{versions['openvino']}", f"oi{versions['optimum-intel']}", f"tf{versions['transformers']}"]
+    if quantized:
+        parts += [f"nncf{versions['nncf']}", f"cal{calibration_samples}"]
+    return "-".join(parts)
+
+
+def cached_ir(local: LocalModel, tokenizer, *, quantized: bool, calibration_samples: int) -> Path:
+    """The OpenVINO IR for ``local``, built and stored atomically on first use, rebuilt if the entry is damaged."""
+    target = cache_root() / "ir" / cache_key(local, quantized, calibration_samples)
+    if _is_complete(target):
+        return target
+    if target.exists():
+        log.warning("cached IR at %s is incomplete or damaged; rebuilding it", target)
+        shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        if quantized:
+            source = cached_ir(local, tokenizer, quantized=False, calibration_samples=calibration_samples)
+            quantize_int8(source, tokenizer, staging, calibration_samples)
+        else:
+            export_ir(local, staging)
+        tokenizer.save_pretrained(staging)
+        _mark_complete(staging)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            # Another process finished the same entry first; theirs is as good as ours.
+            if not _is_complete(target):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def export_ir(local: LocalModel, out_dir: Path) -> None:
+    """Export a transformers QA model to OpenVINO IR (fp32 weights) with Optimum Intel."""
+    from optimum.intel import OVModelForQuestionAnswering
+
+    log.info("exporting %s to OpenVINO IR (once; cached afterwards)", local.model_id)
+    try:
+        ov_model = OVModelForQuestionAnswering.from_pretrained(local.path, export=True, compile=False, load_in_8bit=False)
+    except Exception as error:
+        raise ModelLoadError(local.model_id, f"export to OpenVINO failed ({_first_line(error)})") from error
+    ov_model.save_pretrained(out_dir)
+
+
+def quantize_int8(fp32_dir: Path, tokenizer, out_dir: Path, calibration_samples: int) -> None:
+    """Post-training int8 quantization with NNCF, calibrated on tokenized question/passage pairs."""
+    import nncf
+    import openvino as ov
+
+    from .calibration import calibration_pairs
+
+    pairs, source = calibration_pairs(calibration_samples)
+    log.info("quantizing to int8 with NNCF on %d %s question/passage windows", len(pairs), source)
+    core = ov.Core()
+    model = core.read_model(fp32_dir / "openvino_model.xml")
+    input_names = [port.get_any_name() for port in model.inputs]
+    samples = []
+    for question, passage in pairs:
+        encoding = decoding.encode(tokenizer, question, passage)
+        for window in range(encoding["input_ids"].shape[0]):
+            samples.append({name: encoding[name][window : window + 1].astype(np.int64) for name in input_names})
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(samples),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(samples),
+    )
+    ov.save_model(quantized, out_dir / "openvino_model.xml", compress_to_fp16=False)
+    for name in ("config.json",):
+        shutil.copy(fp32_dir / name, out_dir / name)
+    (out_dir / "sparseqa-calibration.json").write_text(
+        json.dumps({"source": source, "pairs": len(pairs), "windows": len(samples)})
+    )
+
+
+def _mark_complete(directory: Path) -> None:
+    sizes = {file.name: file.stat().st_size for file in directory.iterdir() if file.suffix in (".xml", ".bin")}
+    (directory / COMPLETE_MARKER).write_text(json.dumps(sizes))
+
+
+def _is_complete(directory: Path) -> bool:
+    """The entry finished writing and its IR files still have the sizes they were written with."""
+    try:
+        sizes = json.loads((directory / COMPLETE_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    if not sizes:
+        return False
+    return all((directory / name).is_file() and (directory / name).stat().st_size == size for name, size in sizes.items())

@@ -1,0 +1,70 @@
+"""Measuring latency honestly: warm-up excluded, median and p90 of N runs, one measurement at a time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+# Timed runs of different requests must not overlap, or each would report the other's load as its own latency.
+MEASURE_LOCK = threading.Lock()
+
+T = TypeVar("T")
+
+
+class RequestTimeout(TimeoutError):
+    """A measurement ran past its deadline; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of ``runs`` timed calls, in milliseconds."""
+
+    runs: int
+    median_ms: float
+    p90_ms: float
+    samples_ms: tuple[float, ...]
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float]) -> LatencyStats:
+        """Median and 90th percentile (linear interpolation, as numpy computes it) of the samples."""
+        values = np.asarray(samples_ms, dtype=np.float64)
+        return cls(len(values), float(np.median(values)), float(np.percentile(values, 90)), tuple(samples_ms))
+
+
+def repeat(
+    call: Callable[[], T],
+    runs: int,
+    warmup: int = 1,
+    deadline: float | None = None,
+    sample_ms: Callable[[T, float], float] | None = None,
+) -> tuple[T, LatencyStats]:
+    """Call ``call`` ``warmup`` times untimed, then ``runs`` times timed; return the last result and the stats.
+
+    ``sample_ms(result, wall_ms)`` picks what one run measured (default: the wall-clock time of the call).
+    ``deadline`` (a ``time.monotonic()`` value) stops a measurement that runs too long with RequestTimeout.
+    """
+    if runs < 1:
+        raise ValueError("runs must be at least 1")
+    result = None
+    for _ in range(warmup):
+        result = call()
+        _check(deadline)
+    samples = []
+    with MEASURE_LOCK:
+        for _ in range(runs):
+            began = time.perf_counter()
+            result = call()
+            wall_ms = (time.perf_counter() - began) * 1e3
+            samples.append(sample_ms(result, wall_ms) if sample_ms else wall_ms)
+            _check(deadline)
+    return result, LatencyStats.from_samples(samples)
+
+
+def _check(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise RequestTimeout("the request took longer than the time limit: use fewer timed runs or a shorter passage")

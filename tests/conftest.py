@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny BERT QA models built locally once per session, and a private cache directory.
+
+Nothing here touches the network: the tokenizer is trained on the bundled examples and the weights are random.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Every test run gets its own cache (IR, built models), so runs never see each other's files and the hub is never
+# asked: set before sparseqa reads it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("SPARSEQA_CALIBRATION", "examples")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tracing BERT for OpenVINO export warns about every Python-level branch; the warnings say nothing about us.
+    config.addinivalue_line("filterwarnings", "ignore::torch.jit.TracerWarning")
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
+    config.addinivalue_line("filterwarnings", "ignore::FutureWarning")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sparseqa_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh SPARSEQA_CACHE for the session (also seen by subprocesses, which inherit the environment)."""
+    cache = tmp_path_factory.mktemp("sparseqa-cache")
+    previous = os.environ.get("SPARSEQA_CACHE")
+    os.environ["SPARSEQA_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("SPARSEQA_CACHE", None)
+    else:
+        os.environ["SPARSEQA_CACHE"] = previous
+
+
+def build_tiny_model(directory: Path, *, sparse: bool, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide BERT QA model with the bundled-examples tokenizer; 80% of 1x4 blocks zero if ``sparse``."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    from sparseqa.models import build_tokenizer, prune_blocks
+
+    tokenizer = build_tokenizer(vocab_size=2000)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    model = BertForQuestionAnswering(config).eval()
+    if sparse:
+        prune_blocks(model, 0.8, seed=seed)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_sparse_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny QA model whose encoder Linears have 80% of their 1x4 blocks zero."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-sparse"), sparse=True, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_dense_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny dense QA model (random weights, no pruning)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-dense"), sparse=False, seed=2)
