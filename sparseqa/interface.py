@@ -1,0 +1,511 @@
+"""The Gradio web demo: ask a question about a passage, see both models' answers highlighted, and how fast each was.
+
+The layout is declared once in ``build_demo``; the event handlers (``ask``, ``latency_chart``) are plain functions
+over plain values, so they are tested without a browser. Everything the page shows about the models and the machine
+is gathered once at start-up (``PageFacts.gather``); requests only run the already loaded engines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import gradio as gr
+import pandas as pd
+
+from .cli import SYNTHETIC_NOTE, UsageError, add_model_arguments, chosen_models, quiet_libraries
+from .decoding import InputError
+from .hardware import Machine, library_versions, machine
+from .models import ASSETS, DENSE_ID, SPARSE_ID, card_for
+from .runtimes import PRECISIONS
+from .service import TABLE_COLUMNS, Comparison, Limits, QAService, Settings
+from .sparsity import SparsityReport, inspect_model
+from .timing import RequestTimeout
+
+log = logging.getLogger(__name__)
+
+SPARSE_LABEL = "sparse model"
+DENSE_LABEL = "dense model"
+BOTH_LABEL = "both models"
+HIGHLIGHT_COLOURS = {SPARSE_LABEL: "#f59e0b", DENSE_LABEL: "#3b82f6", BOTH_LABEL: "#10b981"}
+ANSWER_COLUMNS = ["model", "rank", "answer", "confidence", "characters"]
+DEFAULT_RUNS = 3
+# Two requests at a time keep both cores busy; timed runs are serialized anyway (timing.MEASURE_LOCK).
+CONCURRENCY_LIMIT = 2
+QUEUE_SIZE = 64
+STYLE = ASSETS / "style.css"
+EXAMPLES = ASSETS / "examples.json"
+GENERIC_ERROR = "something went wrong while answering; the server log has the details"
+INTRO = (
+    "Intel's BERT-base fine-tuned on SQuAD v1.1 with 80% of its encoder weights pruned in 1x4 blocks "
+    "(Prune OFA), run with OpenVINO, answers beside a dense BERT-base run the usual way (transformers + PyTorch "
+    "fp32). Paste a passage, ask a question about it, and see where each model finds the answer and how long each "
+    "took on this machine."
+)
+
+
+class AskView(NamedTuple):
+    """What one question shows: the outputs of the ``/ask`` API, in order."""
+
+    highlighted: list[tuple[str, str | None]]
+    summary: str
+    answers: pd.DataFrame
+    latency: pd.DataFrame
+    result: dict
+
+
+def highlight_segments(passage: str, comparison: Comparison) -> list[tuple[str, str | None]]:
+    """The passage cut into consecutive pieces, each labelled by which models' answers cover it (or None).
+
+    The pieces join back into the passage exactly; where both models chose the same characters the label is
+    ``both models``, so the page needs only three colours.
+    """
+    spans = {SPARSE_LABEL: (comparison.sparse.start, comparison.sparse.end)}
+    if comparison.dense is not None:
+        spans[DENSE_LABEL] = (comparison.dense.start, comparison.dense.end)
+    cuts = sorted({0, len(passage), *(bound for span in spans.values() for bound in span)})
+    segments = []
+    for start, end in zip(cuts, cuts[1:]):
+        covering = [label for label, (first, last) in spans.items() if first <= start and end <= last]
+        label = BOTH_LABEL if len(covering) == 2 else (covering[0] if covering else None)
+        segments.append((passage[start:end], label))
+    return segments
+
+
+def answers_table(comparison: Comparison) -> pd.DataFrame:
+    """Each model's best answer and its runners-up, with the model's confidence in each."""
+    rows = []
+    for answer in (comparison.sparse, comparison.dense):
+        if answer is None:
+            continue
+        label = card_for(answer.model).label
+        best = [(answer.text, answer.score, answer.start, answer.end)]
+        runners_up = [(span.text, span.score, span.start, span.end) for span in answer.alternatives]
+        for rank, (text, score, start, end) in enumerate(best + runners_up, start=1):
+            rows.append([label, rank, text, f"{score:.1%}" if score >= 0.001 else "<0.1%", f"{start}–{end}"])
+    return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
+
+
+def summary_text(comparison: Comparison) -> str:
+    """One paragraph on how fast each model answered and whether they agree (no passage text, so no markup risk)."""
+    sparse, latency = comparison.sparse, comparison.sparse_latency
+    lines = []
+    if sparse.synthetic:
+        lines.append(f"**Random weights.** {SYNTHETIC_NOTE.capitalize()}.")
+    sparse_part = (
+        f"The **{card_for(sparse.model).label}** model ({sparse.runtime} {sparse.precision}) answered in "
+        f"**{latency.median_ms:.1f} ms** (median of {latency.runs} runs, {sparse.tokens} tokens)"
+    )
+    if comparison.dense is None:
+        lines.append(sparse_part + "; the dense baseline is not loaded.")
+    else:
+        dense, dense_latency = comparison.dense, comparison.dense_latency
+        agreement = "Both models chose the same span." if comparison.agree else "The models chose different spans."
+        lines.append(
+            f"{sparse_part}, **{comparison.speedup:.2f}x** the speed of the **{card_for(dense.model).label}** model "
+            f"({dense.runtime} {dense.precision}, {dense_latency.median_ms:.1f} ms). {agreement}"
+        )
+    return "\n\n".join(lines)
+
+
+def ask(service: QAService, passage: str | None, question: str | None, runs: float | None = DEFAULT_RUNS) -> AskView:
+    """Answer ``question`` about ``passage`` with both models and build everything the page shows.
+
+    A problem the user can fix (empty or oversized input, too many runs, a timeout, no model loaded) raises
+    ``gr.Error`` with one line saying what to do; anything else is logged here and shown as one generic line.
+    """
+    if service.sparse is None:
+        raise user_error(f"no sparse model is loaded: {service.load_error or 'start the demo with a model'}")
+    passage, question = passage or "", question or ""
+    try:
+        comparison = service.ask(passage, question, runs=int(runs if runs is not None else DEFAULT_RUNS))
+    except (InputError, RequestTimeout) as problem:
+        raise user_error(str(problem)) from None
+    except Exception:
+        log.exception("answering failed")
+        raise user_error(GENERIC_ERROR) from None
+    return AskView(
+        highlighted=highlight_segments(passage, comparison),
+        summary=summary_text(comparison),
+        answers=answers_table(comparison),
+        latency=comparison.table(),
+        result=comparison.as_dict(),
+    )
+
+
+def user_error(message: str) -> gr.Error:
+    """A one-line error for the page; Gradio renders its message as HTML, so it is escaped."""
+    first_line = message.strip().splitlines()[0] if message.strip() else GENERIC_ERROR
+    return gr.Error(html.escape(first_line, quote=False), title="Cannot answer", print_exception=False)
+
+
+def model_colours(service: QAService) -> dict[str, str]:
+    """The loaded models' table labels mapped to their highlight colours, so chart and passage tell one story."""
+    colours = {}
+    for engine, label in ((service.sparse, SPARSE_LABEL), (service.dense, DENSE_LABEL)):
+        if engine is not None:
+            colours[card_for(engine.model_id).label] = HIGHLIGHT_COLOURS[label]
+    return colours
+
+
+def latency_chart(latency: pd.DataFrame | None) -> pd.DataFrame:
+    """The latency table's model and median columns, for the bar chart."""
+    if latency is None or latency.empty:
+        return pd.DataFrame({"model": [], "median ms": []})
+    return latency[["model", "median ms"]].astype({"median ms": float})
+
+
+@dataclass(frozen=True)
+class PageFacts:
+    """What the page says about the loaded models and the machine; gathered once at start-up."""
+
+    machine: Machine
+    sparsity: SparsityReport | None
+    sparsity_error: str | None
+
+    @classmethod
+    def gather(cls, service: QAService) -> PageFacts:
+        """Read the machine and measure the loaded sparse model's sparsity (its checkpoint's weights)."""
+        if service.sparse is None:
+            return cls(machine(), None, "no sparse model is loaded")
+        try:
+            return cls(machine(), inspect_model(service.sparse.model_id), None)
+        except Exception as problem:  # a missing or unusual checkpoint must not stop the page from starting
+            log.warning("could not measure the sparsity of %s: %s", service.sparse.model_id, problem)
+            return cls(machine(), None, str(problem).splitlines()[0] if str(problem) else type(problem).__name__)
+
+
+def banner_text(service: QAService) -> str:
+    """The warning at the top of the page: a model that failed to load, or random weights; empty when all is well."""
+    settings = service.settings
+    if service.sparse is None:
+        return (
+            f"**The sparse model could not be loaded**, so the demo cannot answer yet. {service.load_error}. "
+            "To try the page without downloading anything, start it with `python app.py --synthetic`."
+        )
+    lines = []
+    if service.sparse.synthetic:
+        lines.append(f"**Synthetic models (random weights).** {SYNTHETIC_NOTE.capitalize()}.")
+    if settings.dense_model and service.dense is None:
+        lines.append(f"**The dense baseline could not be loaded**: {service.load_error}.")
+    return "\n\n".join(lines)
+
+
+def machine_text(service: QAService, facts: PageFacts) -> str:
+    """The "About this machine" panel: CPU, instruction sets, what OpenVINO runs and why a speedup happens."""
+    cpu = facts.machine
+    rows = [
+        ("CPU", cpu.cpu),
+        ("Cores", f"{cpu.physical_cores} physical, {cpu.logical_cores} logical"),
+        ("Instruction sets", cpu.isa_flags()),
+        ("OpenVINO default precision", cpu.openvino_default_precision),
+        ("Sparse weight decompression", "available (AMX)" if cpu.sparse_weight_decompression else "not available"),
+    ]
+    for role, engine in (("Sparse model", service.sparse), ("Dense baseline", service.dense)):
+        if engine is not None:
+            rows.append((role, f"{engine.label}, {engine.threads} threads"))
+            rows += [(f"{role} note", note) for note in engine.notes]
+    versions = ", ".join(f"{name} {version}" for name, version in library_versions().items())
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    return f"| Property | Value |\n|---|---|\n{table}\n\n{cpu.speedup_story()}\n\nLibraries: {versions}."
+
+
+def cards_table() -> pd.DataFrame:
+    """SQuAD v1.1 dev scores the two published models' cards report."""
+    rows = []
+    for model in (SPARSE_ID, DENSE_ID):
+        card = card_for(model)
+        rows.append([card.label, card.model_id, card.exact_match, card.f1, card.description])
+    return pd.DataFrame(rows, columns=["model", "hub id", "exact match", "F1", "description"])
+
+
+def loaded_models_text(service: QAService) -> str:
+    """Which models this page runs, and whether the card scores above are theirs."""
+    lines = []
+    for role, engine in (("sparse", service.sparse), ("dense", service.dense)):
+        if engine is None:
+            continue
+        card = card_for(engine.model_id)
+        if card.exact_match is not None:
+            lines.append(f"The {role} model running here is `{card.model_id}`: the scores above are its card's.")
+        elif engine.synthetic:
+            lines.append(
+                f"The {role} model running here is a random-weight stand-in with BERT-base's shape: its latency is "
+                "real, its answers are not, and it has no accuracy to report."
+            )
+        else:
+            lines.append(f"The {role} model running here is a local copy ({card.label}); its accuracy is not reported.")
+    return " ".join(lines)
+
+
+def sparsity_text(service: QAService, facts: PageFacts) -> str:
+    """Measured zeros of the loaded sparse model, or why they could not be measured."""
+    if facts.sparsity is None:
+        return f"Sparsity could not be measured: {facts.sparsity_error}."
+    report = facts.sparsity
+    return (
+        f"Measured in the loaded sparse model's checkpoint ({card_for(report.model).label}), over its "
+        f"{len(report.layers)} encoder Linear matrices: **{report.zeros:.1%}** of the weights are zero and "
+        f"**{report.block_zeros:.1%}** of the 1x4 blocks (4 consecutive input weights of one output) are entirely "
+        "zero. Block zeros are what sparse kernels can skip."
+    )
+
+
+def sparsity_chart(facts: PageFacts) -> pd.DataFrame:
+    """Per-layer share of all-zero 1x4 blocks, in percent, with the layer as a category."""
+    if facts.sparsity is None:
+        return pd.DataFrame({"layer": [], "1x4 blocks zero (%)": []})
+    per_layer = facts.sparsity.per_layer()
+    return pd.DataFrame(
+        {
+            "layer": [f"layer {layer}" for layer in per_layer["layer"]],
+            "1x4 blocks zero (%)": (per_layer["1x4 blocks zero"] * 100).round(1),
+        }
+    )
+
+
+def load_examples() -> list[dict]:
+    """The bundled example passages and questions (title, passage, question, answer)."""
+    return json.loads(EXAMPLES.read_text(encoding="utf-8"))
+
+
+def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
+    """The page: an "Ask" tab (inputs, examples, answers, latency), "Model facts" and "About this machine"."""
+    facts = facts or PageFacts.gather(service)
+    limits = service.settings.limits
+    examples = load_examples()
+    ready = service.sparse is not None
+
+    def ask_models(passage: str, question: str, runs: float = DEFAULT_RUNS) -> AskView:
+        """Answer a question about a passage with the sparse model and the dense baseline, timing each."""
+        return ask(service, passage, question, runs)
+
+    with gr.Blocks(title="sparseqa: sparse BERT question answering", analytics_enabled=False) as demo:
+        gr.Markdown(f"# Sparse BERT question answering\n\n{INTRO}", elem_classes="intro")
+        banner = banner_text(service)
+        gr.Markdown(banner, visible=bool(banner), elem_id="banner", elem_classes="banner")
+        with gr.Tabs():
+            with gr.Tab("Ask", id="ask"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        passage = gr.Textbox(
+                            label="Passage",
+                            lines=9,
+                            max_lines=18,
+                            max_length=limits.max_passage_chars,
+                            placeholder="Paste the text the answer should come from",
+                        )
+                    with gr.Column(scale=2):
+                        question = gr.Textbox(
+                            label="Question",
+                            lines=1,
+                            max_length=limits.max_question_chars,
+                            placeholder="Ask about the passage, then press Enter",
+                        )
+                        runs = gr.Slider(
+                            1,
+                            limits.max_runs,
+                            value=DEFAULT_RUNS,
+                            step=1,
+                            label="Timed runs per model",
+                            info="after one untimed warm-up; the page shows the median",
+                        )
+                        ask_button = gr.Button("Ask", variant="primary", interactive=ready)
+                gr.Examples(
+                    [[example["passage"], example["question"]] for example in examples],
+                    inputs=[passage, question],
+                    example_labels=[example["title"] for example in examples],
+                    label="Examples: click one to fill in the passage and the question",
+                    examples_per_page=12,
+                )
+                with gr.Column(visible=False) as results:
+                    highlighted = gr.HighlightedText(
+                        label="The answers in the passage",
+                        color_map=HIGHLIGHT_COLOURS,
+                        show_legend=True,
+                        show_inline_category=False,
+                        elem_id="highlighted",
+                    )
+                    summary = gr.Markdown(elem_id="summary")
+                    answers = gr.Dataframe(
+                        headers=ANSWER_COLUMNS,
+                        label="Answers and runners-up",
+                        interactive=False,
+                        wrap=True,
+                        column_widths=["22%", "7%", "49%", "11%", "11%"],
+                        elem_id="answers",
+                    )
+                    with gr.Row(equal_height=False):
+                        latency = gr.Dataframe(
+                            headers=TABLE_COLUMNS,
+                            label="Latency",
+                            interactive=False,
+                            wrap=True,
+                            scale=3,
+                            elem_id="latency",
+                        )
+                        chart = gr.BarPlot(
+                            x="model",
+                            y="median ms",
+                            color="model",
+                            color_map=model_colours(service),
+                            colors_in_legend=[],
+                            y_lim=[0, None],
+                            x_title=" ",
+                            label="Median latency (ms, lower is faster)",
+                            height=300,
+                            scale=2,
+                            elem_id="latency-chart",
+                        )
+                    with gr.Accordion("The full result as JSON (what the API returns)", open=False):
+                        result = gr.JSON(show_label=False)
+                gr.on(
+                    triggers=[ask_button.click, question.submit],
+                    fn=ask_models,
+                    inputs=[passage, question, runs],
+                    outputs=[highlighted, summary, answers, latency, result],
+                    api_name="ask",
+                ).success(latency_chart, inputs=latency, outputs=chart, api_visibility="private")
+                # Shown at once, beside the answer being computed, so the progress shows where the answer will be.
+                gr.on(
+                    triggers=[ask_button.click, question.submit],
+                    fn=lambda: gr.Column(visible=True),
+                    outputs=results,
+                    queue=False,
+                    api_visibility="private",
+                )
+            with gr.Tab("Model facts", id="facts"):
+                gr.Markdown("### Sparsity of the loaded sparse model")
+                gr.Markdown(sparsity_text(service, facts))
+                if facts.sparsity is not None:
+                    gr.BarPlot(
+                        sparsity_chart(facts),
+                        x="layer",
+                        y="1x4 blocks zero (%)",
+                        sort=None,
+                        y_lim=[0, 100],
+                        label="All-zero 1x4 blocks per encoder layer (%)",
+                        height=300,
+                    )
+                gr.Markdown("### Accuracy the model cards report (SQuAD v1.1 dev)")
+                gr.Dataframe(
+                    cards_table(),
+                    interactive=False,
+                    wrap=True,
+                    show_label=False,
+                    column_widths=["16%", "34%", "10%", "8%", "32%"],
+                    elem_classes="facts-table",
+                )
+                gr.Markdown(loaded_models_text(service))
+            with gr.Tab("About this machine", id="machine"):
+                gr.Markdown(machine_text(service, facts))
+    return demo
+
+
+def launch(
+    demo: gr.Blocks,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    auth: tuple[str, str] | None = None,
+    prevent_thread_lock: bool = False,
+    quiet: bool = False,
+) -> None:
+    """Serve ``demo`` with a bounded queue; only our own one-line ``gr.Error`` messages reach the browser."""
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        auth=auth,
+        show_error=False,
+        prevent_thread_lock=prevent_thread_lock,
+        quiet=quiet,
+        theme=gr.themes.Soft(primary_hue="blue", neutral_hue="slate"),
+        css_paths=[STYLE],
+    )
+
+
+# ---- the app's command line (app.py) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    """How to start the demo: which models, and where to serve them."""
+
+    settings: Settings
+    host: str
+    port: int | None
+    share: bool
+    auth: tuple[str, str] | None
+
+
+def app_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
+    """``python app.py`` arguments; each defaults to an environment variable so a hosted Space can set it."""
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="Web demo: Intel's 80%% 1x4 block-sparse BERT (OpenVINO) beside a dense baseline.",
+        epilog="Environment: SPARSEQA_MODEL, SPARSEQA_DENSE_MODEL, SPARSEQA_PRECISION, SPARSEQA_SYNTHETIC=1, "
+        "SPARSEQA_HOST (or GRADIO_SERVER_NAME), SPARSEQA_PORT (or GRADIO_SERVER_PORT), SPARSEQA_SHARE=1, "
+        "SPARSEQA_AUTH=user:password; limits: SPARSEQA_MAX_PASSAGE_CHARS, SPARSEQA_MAX_RUNS and the like.",
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--precision", choices=PRECISIONS, help="precision of the sparse model on OpenVINO (default int8)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, help="port (default 7860, or the next free one)")
+    parser.add_argument("--share", action="store_true", help="also make a temporary public link through Gradio")
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this user name and password")
+    parser.set_defaults(
+        model=environ.get("SPARSEQA_MODEL") or None,
+        dense_model=environ.get("SPARSEQA_DENSE_MODEL") or None,
+        precision=environ.get("SPARSEQA_PRECISION") or "int8",
+        synthetic=_flag(environ.get("SPARSEQA_SYNTHETIC")),
+        host=environ.get("SPARSEQA_HOST") or environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+        port=environ.get("SPARSEQA_PORT") or environ.get("GRADIO_SERVER_PORT") or None,
+        share=_flag(environ.get("SPARSEQA_SHARE")),
+        auth=environ.get("SPARSEQA_AUTH") or None,
+    )
+    return parser
+
+
+def parse_options(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ) -> AppOptions:
+    """The app's options from ``argv`` and ``environ``; bad values exit with argparse's one-line usage error."""
+    parser = app_parser(environ)
+    args = parser.parse_args(argv)
+    if args.precision not in PRECISIONS:
+        parser.error(f"precision {args.precision!r} is not one of {', '.join(PRECISIONS)}")
+    try:
+        sparse, dense = chosen_models(args)
+        port = int(args.port) if args.port is not None else None
+    except UsageError as problem:
+        parser.error(str(problem))
+    except ValueError:
+        parser.error(f"the port must be a number, not {args.port!r}")
+    auth = None
+    if args.auth:
+        user, separator, password = args.auth.partition(":")
+        if not (separator and user and password):
+            parser.error("--auth takes USER:PASSWORD, both non-empty")
+        auth = (user, password)
+    settings = Settings(model=sparse, dense_model=dense, precision=args.precision, limits=Limits.from_env())
+    return AppOptions(settings, args.host, port, args.share, auth)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_service(settings: Settings) -> QAService:
+    """Load (and compile) the models once, printing progress; a model that fails leaves a reason for the banner."""
+    quiet_libraries()
+    service = QAService.load(settings, strict=False, report=print)
+    if service.load_error:
+        print(f"warning: {service.load_error}")
+    return service
