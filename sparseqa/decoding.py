@@ -7,6 +7,10 @@ maps them back to exact substrings of the passage.
 
 from __future__ import annotations
 
+import threading
+import unicodedata
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +23,17 @@ MAX_ANSWER_TOKENS = 30
 
 class InputError(ValueError):
     """A question or passage the model cannot answer; the message says what to change."""
+
+
+# A fast tokenizer sets truncation and padding on its shared Rust backend for every call, so two threads tokenizing
+# at once fail with "Already borrowed" or get each other's settings: each tokenizer is used by one thread at a time.
+_tokenizer_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_tokenizer_locks_guard = threading.Lock()
+
+
+def _tokenizer_lock(tokenizer: PreTrainedTokenizerFast) -> threading.Lock:
+    with _tokenizer_locks_guard:
+        return _tokenizer_locks.setdefault(tokenizer, threading.Lock())
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,9 @@ def encode(
         raise InputError("the question is empty: type a question about the passage")
     if not passage.strip():
         raise InputError("the passage is empty: paste the text the answer should come from")
-    question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+    lock = _tokenizer_lock(tokenizer)
+    with lock:
+        question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
     if question_tokens == 0:
         raise InputError("the question has no words the model can read: ask it with letters or digits")
     # [CLS] question [SEP] passage [SEP]: the passage needs room for more than the stride in every window.
@@ -59,17 +76,18 @@ def encode(
         raise InputError(
             f"the question is too long ({question_tokens} tokens): keep it under {max_length - stride - 3} tokens"
         )
-    encoding = tokenizer(
-        question,
-        passage,
-        truncation="only_second",
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding="longest",
-        return_tensors="np",
-    )
+    with lock:
+        encoding = tokenizer(
+            question,
+            passage,
+            truncation="only_second",
+            max_length=max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding="longest",
+            return_tensors="np",
+        )
     windows = len(encoding["input_ids"])
     if max_windows is not None and windows > max_windows:
         raise InputError(
@@ -103,39 +121,69 @@ def best_spans(
 
     Spans lie inside the passage, end at or after their start and are at most ``max_answer_tokens`` long. The
     score is the probability p(start) * p(end), each a softmax over the passage tokens of its window, as the
-    transformers 4.x pipeline computed it. A span that starts or ends inside a word is widened to whole words.
+    transformers 4.x pipeline computed it. A span that starts or ends inside a word is widened to whole words (a
+    word cut by a window edge included); a span found in two overlapping windows keeps its higher score.
     """
+    words = _passage_words(encoding)
     best: dict[tuple[int, int], float] = {}
     for window in range(start_logits.shape[0]):
-        sequence_ids = encoding.sequence_ids(window)
-        in_passage = np.array([sid == 1 for sid in sequence_ids] + [False] * (start_logits.shape[1] - len(sequence_ids)))
-        if not in_passage.any():
+        positions = np.flatnonzero(np.array(encoding.sequence_ids(window), dtype=object) == 1)
+        if not positions.size:
             continue
-        positions = np.flatnonzero(in_passage)
         log_start = _log_softmax(start_logits[window, positions].astype(np.float64))
         log_end = _log_softmax(end_logits[window, positions].astype(np.float64))
         pair = log_start[:, None] + log_end[None, :]
         offset = positions[None, :] - positions[:, None]
         pair[(offset < 0) | (offset >= max_answer_tokens)] = -np.inf
-        # Taking a few more than top_k per window leaves room for spans that widen onto the same words.
-        wanted = min(pair.size, 4 * top_k + 4)
-        flat = np.argpartition(-pair, wanted - 1, axis=None)[:wanted]
-        for index in flat:
-            i, j = np.unravel_index(index, pair.shape)
-            if not np.isfinite(pair[i, j]):
-                continue
-            start, end = _word_bounds(encoding, window, int(positions[i]), int(positions[j]))
-            score = float(np.exp(pair[i, j]))
-            if score > best.get((start, end), -1.0):
-                best[(start, end)] = score
+        word_ids = encoding.word_ids(window)
+        spans = _window_spans(pair, top_k, lambda i, j: _whole_words(passage, words, word_ids, positions, i, j))
+        for span, score in spans.items():
+            if score > best.get(span, -1.0):
+                best[span] = score
     ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:top_k]
     return [Span(passage[start:end], start, end, score) for (start, end), score in ranked]
 
 
-def _word_bounds(encoding: BatchEncoding, window: int, first_token: int, last_token: int) -> tuple[int, int]:
-    """Character bounds of the whole words that the tokens ``first_token..last_token`` touch."""
-    first_word = encoding.token_to_word(window, first_token)
-    last_word = encoding.token_to_word(window, last_token)
-    start = encoding.word_to_chars(window, first_word, sequence_index=1).start
-    end = encoding.word_to_chars(window, last_word, sequence_index=1).end
+def _window_spans(
+    pair: np.ndarray, top_k: int, bounds: Callable[[int, int], tuple[int, int]]
+) -> dict[tuple[int, int], float]:
+    """The ``top_k`` best distinct character spans of one window's (start, end) log-probabilities.
+
+    Several token pairs can widen onto the same words, so the search takes the best pairs a few at a time until
+    it has ``top_k`` distinct spans: a span left out scores no higher than every pair already taken.
+    """
+    candidates = int(np.isfinite(pair).sum())
+    wanted = min(candidates, 4 * top_k + 4)
+    while wanted:
+        spans: dict[tuple[int, int], float] = {}
+        for index in np.argpartition(-pair, wanted - 1, axis=None)[:wanted]:
+            i, j = np.unravel_index(index, pair.shape)
+            span = bounds(int(i), int(j))
+            spans[span] = max(spans.get(span, 0.0), float(np.exp(pair[i, j])))
+        if len(spans) >= top_k or wanted == candidates:
+            return spans
+        wanted = min(candidates, 4 * wanted)
+    return {}
+
+
+def _passage_words(encoding: BatchEncoding) -> dict[int, tuple[int, int]]:
+    """Character bounds of every passage word, joined over all windows: a window edge can cut a word in two."""
+    words: dict[int, tuple[int, int]] = {}
+    for window in encoding.encodings:
+        for word, sequence, (start, end) in zip(window.word_ids, window.sequence_ids, window.offsets):
+            if sequence == 1:
+                known = words.get(word)
+                words[word] = (start, end) if known is None else (min(known[0], start), max(known[1], end))
+    return words
+
+
+def _whole_words(
+    passage: str, words: dict[int, tuple[int, int]], word_ids: list, positions: np.ndarray, first: int, last: int
+) -> tuple[int, int]:
+    """Character bounds of the whole words that the passage tokens ``first..last`` of one window touch."""
+    start = words[word_ids[positions[first]]][0]
+    end = words[word_ids[positions[last]]][1]
+    # The normalizer strips accents, so a word's offsets stop before a trailing combining mark (e + U+0301).
+    while end < len(passage) and unicodedata.category(passage[end]) in ("Mn", "Me"):
+        end += 1
     return start, end
