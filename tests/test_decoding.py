@@ -1,0 +1,339 @@
+"""Span decoding against hand-made logits over real tokenizer encodings, and the input errors of ``encode``."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from sparseqa.decoding import MAX_ANSWER_TOKENS, InputError, best_spans, encode
+
+PASSAGE = "The Kestrel probe landed on Sarrow Flats after a journey of seven years."
+QUESTION = "Where did the probe land?"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_dense_model):
+    """The tiny models' WordPiece tokenizer (lower-casing BERT normalizer, vocabulary of 2000)."""
+    return AutoTokenizer.from_pretrained(tiny_dense_model)
+
+
+def passage_tokens(encoding, window: int = 0) -> list[int]:
+    """Positions of the passage tokens of one window."""
+    return [position for position, sequence in enumerate(encoding.sequence_ids(window)) if sequence == 1]
+
+
+def token_range(encoding, passage: str, text: str, window: int = 0, occurrence: int = 0) -> tuple[int, int]:
+    """First and last token of ``text`` (its ``occurrence``-th appearance in ``passage``) in ``window``."""
+    begin = -1
+    for _ in range(occurrence + 1):
+        begin = passage.index(text, begin + 1)
+    first = encoding.char_to_token(window, begin, sequence_index=1)
+    # Characters the normalizer drops (trailing accents, controls) belong to no token: take the last one that does.
+    tokens = (encoding.char_to_token(window, char, sequence_index=1) for char in reversed(range(begin, begin + len(text))))
+    last = next((token for token in tokens if token is not None), None)
+    assert first is not None and last is not None, f"{text!r} is not whole in window {window}"
+    return first, last
+
+
+def planted_logits(encoding, plants: list[tuple[int, int, int]], high: float = 8.0):
+    """Zero logits everywhere except ``high`` at the start and end token of each ``(window, first, last)``."""
+    start = np.zeros(encoding["input_ids"].shape, dtype=np.float32)
+    end = np.zeros_like(start)
+    for window, first, last in plants:
+        start[window, first] = high
+        end[window, last] = high
+    return start, end
+
+
+def probability(high: float, tokens: int) -> float:
+    """p(start) * p(end) of a span whose start and end logit is ``high`` among ``tokens`` zero-logit tokens."""
+    one = np.exp(high) / (np.exp(high) + tokens - 1)
+    return float(one * one)
+
+
+def long_passage(sentences: int) -> str:
+    return " ".join(f"In year {n} the harbour of town {n} shipped grain and salt." for n in range(sentences))
+
+
+def test_the_planted_span_is_the_best_answer_with_its_probability(tokenizer):
+    encoding = encode(tokenizer, QUESTION, PASSAGE)
+    first, last = token_range(encoding, PASSAGE, "Sarrow Flats")
+    start, end = planted_logits(encoding, [(0, first, last)])
+
+    (span,) = best_spans(start, end, encoding, PASSAGE, top_k=1)
+
+    assert (span.text, span.start, span.end) == ("Sarrow Flats", PASSAGE.index("Sarrow"), PASSAGE.index(" after"))
+    assert span.score == pytest.approx(probability(8.0, len(passage_tokens(encoding))))
+
+
+def test_question_special_and_padding_tokens_are_never_chosen(tokenizer):
+    passage = long_passage(30) + " The vault key hangs in the lighthouse."
+    encoding = encode(tokenizer, QUESTION, passage)
+    assert encoding["input_ids"].shape[0] == 2
+    last_window_tokens = encoding.sequence_ids(1)
+    assert None in last_window_tokens[last_window_tokens.index(1) :], "the last window should end in padding"
+    first, last = token_range(encoding, passage, "lighthouse", window=1)
+    start, end = planted_logits(encoding, [(1, first, last)], high=3.0)
+    for window in range(2):
+        outside = [position for position, sequence in enumerate(encoding.sequence_ids(window)) if sequence != 1]
+        start[window, outside] = 50.0
+        end[window, outside] = 50.0
+
+    spans = best_spans(start, end, encoding, passage, top_k=5)
+
+    assert spans[0].text == "lighthouse"
+    assert spans[0].score == pytest.approx(probability(3.0, len(passage_tokens(encoding, 1))))
+    assert all(0 <= span.start < span.end <= len(passage) for span in spans)
+
+
+def test_an_end_before_the_start_is_never_chosen(tokenizer):
+    encoding = encode(tokenizer, QUESTION, PASSAGE)
+    early_first, early_last = token_range(encoding, PASSAGE, "probe")
+    late_first, late_last = token_range(encoding, PASSAGE, "journey")
+    start, end = planted_logits(encoding, [])
+    start[0, late_first] = 9.0  # the strongest start is after the strongest end
+    end[0, early_last] = 9.0
+
+    spans = best_spans(start, end, encoding, PASSAGE, top_k=10)
+
+    journey, probe_end = PASSAGE.index("journey"), PASSAGE.index("probe") + len("probe")
+    assert spans, "some span must be valid"
+    for span in spans:
+        assert span.start < span.end
+        assert span.start >= journey or span.end <= probe_end, f"{span.text!r} pairs the late start with the early end"
+
+
+def test_spans_longer_than_the_answer_limit_are_never_chosen(tokenizer):
+    word = "the "
+    passage = word * 60
+    encoding = encode(tokenizer, QUESTION, passage)
+    tokens = passage_tokens(encoding)
+    assert len(tokens) == 60, "each 'the' should be one token"
+    start, end = planted_logits(encoding, [])
+    start[0, tokens[5]] = end[0, tokens[5 + MAX_ANSWER_TOKENS]] = 9.0  # 31 tokens: too long
+    end[0, tokens[5 + MAX_ANSWER_TOKENS - 1]] = 6.0  # exactly 30 tokens: allowed
+
+    spans = best_spans(start, end, encoding, passage, top_k=20)
+
+    assert (spans[0].start, spans[0].end) == (5 * len(word), (5 + MAX_ANSWER_TOKENS) * len(word) - 1)
+    assert all(len(span.text.split()) <= MAX_ANSWER_TOKENS for span in spans)
+
+
+def test_top_k_spans_are_distinct_probabilities_best_first(tokenizer):
+    encoding = encode(tokenizer, QUESTION, PASSAGE)
+    generator = np.random.default_rng(7)
+    start = generator.normal(0, 2, encoding["input_ids"].shape)
+    end = generator.normal(0, 2, encoding["input_ids"].shape)
+
+    spans = best_spans(start, end, encoding, PASSAGE, top_k=8)
+
+    assert len(spans) == 8
+    assert len({(span.start, span.end) for span in spans}) == 8
+    scores = [span.score for span in spans]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0 < score <= 1 for score in scores)
+
+
+def test_scores_of_all_valid_spans_of_a_window_sum_to_at_most_one(tokenizer):
+    encoding = encode(tokenizer, QUESTION, PASSAGE)
+    tokens = passage_tokens(encoding)
+    generator = np.random.default_rng(3)
+    start = generator.normal(0, 3, encoding["input_ids"].shape)
+    end = generator.normal(0, 3, encoding["input_ids"].shape)
+
+    # Every single-token span is a distinct valid span, so asking for all of them sums a share of the total mass.
+    spans = best_spans(start, end, encoding, PASSAGE, top_k=len(tokens) ** 2)
+
+    assert 0 < sum(span.score for span in spans) <= 1 + 1e-9
+    p_start = np.exp(start[0, tokens]) / np.exp(start[0, tokens]).sum()
+    p_end = np.exp(end[0, tokens]) / np.exp(end[0, tokens]).sum()
+    best_pair = max(
+        p_start[i] * p_end[j] for i in range(len(tokens)) for j in range(i, min(i + MAX_ANSWER_TOKENS, len(tokens)))
+    )
+    assert spans[0].score == pytest.approx(best_pair)
+
+
+def test_a_span_in_the_last_of_several_windows_is_found(tokenizer):
+    passage = long_passage(120) + " The treasure lies under Marrow Bridge."
+    encoding = encode(tokenizer, QUESTION, passage)
+    windows = encoding["input_ids"].shape[0]
+    assert windows >= 4
+    assert encoding.char_to_token(windows - 2, passage.index("Marrow"), sequence_index=1) is None
+    first, last = token_range(encoding, passage, "Marrow Bridge", window=windows - 1)
+    start, end = planted_logits(encoding, [(windows - 1, first, last)])
+
+    span = best_spans(start, end, encoding, passage, top_k=3)[0]
+
+    assert span.text == "Marrow Bridge"
+    assert passage[span.start : span.end] == span.text
+
+
+def test_a_span_in_the_overlap_of_two_windows_is_reported_once_with_its_better_score(tokenizer):
+    passage = long_passage(30)
+    encoding = encode(tokenizer, QUESTION, passage)
+    assert encoding["input_ids"].shape[0] == 2
+    # A sentence in the overlap: its tokens are in both windows.
+    target = next(
+        f"town {n} shipped"
+        for n in range(30)
+        if encoding.char_to_token(0, passage.index(f"town {n} shipped"), sequence_index=1) is not None
+        and encoding.char_to_token(1, passage.index(f"town {n} shipped"), sequence_index=1) is not None
+    )
+    plants = [(window, *token_range(encoding, passage, target, window=window)) for window in range(2)]
+    start, end = planted_logits(encoding, plants[:1], high=6.0)
+    second_start, second_end = planted_logits(encoding, plants[1:], high=7.0)
+    start[1], end[1] = second_start[1], second_end[1]
+
+    spans = best_spans(start, end, encoding, passage, top_k=10)
+
+    assert [span.text for span in spans].count(target) == 1
+    assert spans[0].text == target
+    assert spans[0].score == pytest.approx(probability(7.0, len(passage_tokens(encoding, 1))))
+
+
+def test_a_span_starting_and_ending_inside_words_is_widened_to_whole_words(tokenizer):
+    passage = "Dessert was crème brûlée with raspberries."
+    encoding = encode(tokenizer, QUESTION, passage)
+    creme_first, creme_last = token_range(encoding, passage, "crème")
+    brulee_first, brulee_last = token_range(encoding, passage, "brûlée")
+    assert creme_last > creme_first and brulee_last > brulee_first, "both words should be several word pieces"
+    start, end = planted_logits(encoding, [])
+    start[0, creme_first + 1] = 9.0  # inside "crème"
+    end[0, brulee_last - 1] = 9.0  # inside "brûlée"
+
+    span = best_spans(start, end, encoding, passage)[0]
+
+    assert span.text == "crème brûlée"
+
+
+def test_a_word_cut_by_a_window_edge_is_answered_whole(tokenizer):
+    words = [f"zyxwvutsrq{n}" for n in range(40)]
+    passage = " ".join(words)
+    encoding = encode(tokenizer, "what is it?", passage, max_length=64, stride=16)
+    edge = passage_tokens(encoding, 0)[-1]
+    cut_word = words[encoding.token_to_word(0, edge)]
+    assert encoding.token_to_chars(0, edge).end < passage.index(cut_word) + len(cut_word), "the edge should cut a word"
+    start, end = planted_logits(encoding, [(0, edge, edge)])
+
+    span = best_spans(start, end, encoding, passage)[0]
+
+    assert span.text == cut_word
+
+
+def test_top_k_finds_distinct_spans_when_the_best_pairs_all_fall_in_one_long_word(tokenizer):
+    passage = "Before it came pneumonoultramicroscopicsilicovolcanoconiosis and after it came rest."
+    encoding = encode(tokenizer, QUESTION, passage)
+    first, last = token_range(encoding, passage, "pneumonoultramicroscopicsilicovolcanoconiosis")
+    assert last - first >= 8, "the long word should be many word pieces"
+    start, end = planted_logits(encoding, [])
+    start[0, first : last + 1] = 5.0
+    end[0, first : last + 1] = 5.0
+
+    spans = best_spans(start, end, encoding, passage, top_k=3)
+
+    assert spans[0].text == "pneumonoultramicroscopicsilicovolcanoconiosis"
+    assert len({(span.start, span.end) for span in spans}) == 3
+
+
+UNICODE_CASES = [
+    ("Le café de la Comète ouvre à l'aube.", "Comète"),
+    ("Der Fluß heißt Ästuar Übermaß.", "Ästuar Übermaß"),
+    ("東京タワーは東京都港区にある電波塔です。", "港区"),
+    ("The rocket 🚀 lifted off at dawn.", "🚀"),
+    ("Family 👩\u200d👩\u200d👧 emoji and flags 🇫🇷 here.", "👩\u200d👩\u200d👧"),
+    ("A decomposed e\u0301te\u0301 and cafe\u0301 stay whole.", "e\u0301te\u0301"),
+    ("Stacked a\u0301\u0302 marks x\u0336\u0337y here.", "x\u0336\u0337y"),
+    ("Tabs\tand  double  spaces,\u00a0NBSP\u00a0and\nnewlines\r\nPort\u00a0Louis\tis  far.", "Port\u00a0Louis"),
+    ("Between\u2003em\u2003spaces the  Red\t\tRiver flows.", "Red\t\tRiver"),
+    ("\u202eمرحبا بالعالم\u202c means hello world.", "بالعالم"),
+    ("<b>Paris</b> &amp; <i>Lyon</i>", "Paris"),
+    ("Null\x00bytes and\x07bells: answer\x00here end.", "answer\x00here"),
+    ("Zero\u200bwidth space and soft\u00adhyphen words.", "soft\u00adhyphen"),
+]
+
+
+@pytest.mark.parametrize(("passage", "planted"), UNICODE_CASES)
+def test_unicode_answers_are_exact_passage_substrings(tokenizer, passage, planted):
+    encoding = encode(tokenizer, QUESTION, passage)
+    first, last = token_range(encoding, passage, planted)
+    start, end = planted_logits(encoding, [(0, first, last)])
+
+    span = best_spans(start, end, encoding, passage, top_k=3)[0]
+
+    assert span.text == planted
+    assert passage[span.start : span.end] == span.text
+
+
+@pytest.mark.parametrize(
+    ("question", "passage", "advice"),
+    [
+        ("", PASSAGE, "type a question"),
+        (" \t\n ", PASSAGE, "type a question"),
+        (QUESTION, "", "paste the text"),
+        (QUESTION, " \n\t\u00a0 ", "paste the text"),
+        ("\x00\x01", PASSAGE, "ask it with letters or digits"),
+        (QUESTION, "\x00\x01\x02\x07", "paste text with letters or digits"),
+        (QUESTION, "\u200b\u200b\u200b", "paste text with letters or digits"),
+        (QUESTION, "\u0301\u0302", "paste text with letters or digits"),
+    ],
+)
+def test_unanswerable_input_is_an_input_error_saying_what_to_do(tokenizer, question, passage, advice):
+    with pytest.raises(InputError, match=advice):
+        encode(tokenizer, question, passage)
+
+
+def test_a_question_too_long_for_the_window_is_refused_with_the_limit(tokenizer):
+    question = " ".join(["the"] * 300) + "?"
+    with pytest.raises(InputError, match=r"question is too long \(301 tokens\): keep it under 253 tokens"):
+        encode(tokenizer, question, PASSAGE)
+
+
+def test_a_question_just_under_the_limit_is_accepted(tokenizer):
+    question = " ".join(["the"] * 252)
+    encoding = encode(tokenizer, question, PASSAGE)
+    assert len(passage_tokens(encoding)) > 0
+
+
+def test_more_windows_than_allowed_is_refused_naming_the_limit(tokenizer):
+    passage = long_passage(120)
+    windows = encode(tokenizer, QUESTION, passage)["input_ids"].shape[0]
+    with pytest.raises(InputError, match=f"needs {windows} windows .* the limit is 2; shorten it"):
+        encode(tokenizer, QUESTION, passage, max_windows=2)
+
+
+def test_an_emoji_only_passage_is_answered_with_the_emoji(tokenizer):
+    passage = "🚀🛰️"
+    encoding = encode(tokenizer, QUESTION, passage)
+    start, end = planted_logits(encoding, [])
+
+    span = best_spans(start, end, encoding, passage)[0]
+
+    assert span.text == passage
+
+
+def test_concurrent_encoding_matches_sequential_encoding(tokenizer):
+    cases = [(f"What did town {n} ship?", long_passage(20 + 15 * n)) for n in range(8)]
+    expected = [encode(tokenizer, question, passage)["input_ids"] for question, passage in cases]
+    results: dict[int, list] = {n: [] for n in range(8)}
+    errors: list[Exception] = []
+
+    def work(n: int) -> None:
+        question, passage = cases[n]
+        try:
+            for _ in range(30):
+                results[n].append(encode(tokenizer, question, passage)["input_ids"])
+        except Exception as error:  # noqa: BLE001 - reported below with the thread's case
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    for n in range(8):
+        assert all(np.array_equal(ids, expected[n]) for ids in results[n])
