@@ -7,6 +7,7 @@ loaded, bad input, a file that cannot be read) end with one line on stderr and e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -140,6 +141,52 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time every model × runtime × precision at every sequence length; print the table, write JSON and a plot."""
+    from tqdm import tqdm
+    from transformers.utils import logging as transformers_logging
+
+    from .bench import BenchSettings, parse_seq_lens, run_benchmark
+
+    sparse, dense = chosen_models(args)
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise UsageError(f"{option} {path}: its directory does not exist; create it or choose another path")
+    try:
+        seq_lens = parse_seq_lens(args.seq_lens)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    settings = BenchSettings(
+        model=sparse, dense_model=dense, seq_lens=seq_lens, runs=args.runs, warmup=args.warmup, threads=args.threads
+    )
+    settings.check()
+    # Loading weights and writing shards draw their own bars, which would break ours.
+    transformers_logging.disable_progress_bar()
+    with tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar:24}| {elapsed} {desc}") as bar:
+
+        def progress(fraction: float, description: str) -> None:
+            bar.set_description_str(description, refresh=False)
+            bar.update(round(fraction * 100) - bar.n)
+
+        # NNCF draws its quantization progress on stdout; keep stdout for the table.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_benchmark(settings, progress)
+    lines = result.summary_lines()
+    print("\n".join(lines[:2]))
+    print(result.table().to_string(index=False, na_rep="-"))
+    print("\n".join(lines[2:]))
+    if sparse == SYNTHETIC_SPARSE:
+        print(f"note: {SYNTHETIC_NOTE}")
+    if args.json:
+        result.write_json(args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        result.write_plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = argparse.ArgumentParser(
@@ -175,6 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--calibration-samples", type=int, default=300, help="int8 calibration pairs (default 300)")
     export.add_argument("--out", required=True, help="directory to write")
     export.set_defaults(run=cmd_export)
+
+    bench = commands.add_parser(
+        "bench", help="time dense and sparse models on PyTorch and OpenVINO at every precision and sequence length"
+    )
+    add_model_arguments(bench)
+    bench.add_argument(
+        "--seq-lens", default="64,128,256,384", help="comma-separated sequence lengths in tokens (default 64,128,256,384)"
+    )
+    bench.add_argument("--runs", type=int, default=10, help="timed runs per configuration and length (default 10)")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs before each (default 2)")
+    bench.add_argument("--threads", type=int, help="inference threads for every runtime (default: physical cores)")
+    bench.add_argument("--json", metavar="OUT.json", help="write machine, rows and absent configurations as JSON")
+    bench.add_argument("--plot", metavar="OUT.png", help="write a PNG of latency and speedup against sequence length")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 

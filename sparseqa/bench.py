@@ -1,0 +1,437 @@
+"""The benchmark sweep: every model × runtime × precision at every sequence length, in one run, on one machine.
+
+The table separates the three causes of a speedup: the runtime (the same model on PyTorch and on OpenVINO), the
+precision (fp32, bf16, int8 on OpenVINO) and the sparsity (the dense and the sparse model on the same runtime at the
+same precision, the ``vs dense same runtime`` column). Every ``speedup`` is relative to the dense model on PyTorch
+fp32, the way the baseline is usually run.
+
+``run_benchmark(settings, progress)`` is the one entry point for the CLI and the web page; its ``BenchResult`` gives
+the table (pandas), the plot (matplotlib) and the JSON.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from .calibration import example_pairs
+from .hardware import Machine, library_versions, machine
+from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, card_for
+from .runtimes import QAEngine, default_threads, load_engine
+from .timing import LatencyStats, repeat
+
+DEFAULT_SEQ_LENS = (64, 128, 256, 384)
+MIN_SEQ_LEN = 32
+MAX_SEQ_LEN = 512  # BERT's position embeddings
+TABLE_COLUMNS = ["model", "runtime", "precision", "seq_len", "median_ms", "p90_ms", "speedup", "vs dense same runtime"]
+SPARSE_WEIGHTS_RUNTIME = "openvino + sparse weights"
+# Other work using half the cores or more when the run starts makes its timings unreliable.
+BUSY_LOAD_PER_CORE = 0.5
+
+# Called as progress(fraction_done, description): the shape gradio.Progress accepts, so a handler can pass its own.
+ProgressCallback = Callable[[float, str], object]
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What to measure: the two models, the sequence lengths, and how many runs at each."""
+
+    model: str = SPARSE_ID
+    dense_model: str = DENSE_ID
+    seq_lens: tuple[int, ...] = DEFAULT_SEQ_LENS
+    runs: int = 10
+    warmup: int = 2
+    threads: int | None = None
+
+    @classmethod
+    def synthetic_models(cls, **overrides) -> BenchSettings:
+        """The random-weight BERT-base pair: real latency without a download."""
+        return cls(model=SYNTHETIC_SPARSE, dense_model=SYNTHETIC_DENSE, **overrides)
+
+    def check(self) -> None:
+        """Raise ValueError with a one-line message when a setting is out of range."""
+        if not self.seq_lens:
+            raise ValueError("give at least one sequence length, e.g. 128,384")
+        for seq_len in self.seq_lens:
+            if not MIN_SEQ_LEN <= seq_len <= MAX_SEQ_LEN:
+                raise ValueError(
+                    f"sequence length {seq_len} is out of range: use lengths from {MIN_SEQ_LEN} to {MAX_SEQ_LEN} tokens"
+                )
+        if self.runs < 1:
+            raise ValueError("timed runs must be at least 1")
+        if self.warmup < 0:
+            raise ValueError("warm-up runs cannot be negative")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError("threads must be at least 1")
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One model on one runtime at one precision."""
+
+    role: str  # "dense" or "sparse"
+    model: str
+    runtime: str
+    precision: str
+    sparse_decompression: bool = False
+
+    @property
+    def runtime_label(self) -> str:
+        """The runtime as the table shows it; OpenVINO's sparse weight decompression counts as a runtime of its own."""
+        return SPARSE_WEIGHTS_RUNTIME if self.sparse_decompression else self.runtime
+
+    @property
+    def name(self) -> str:
+        """A short name for legends and messages, e.g. ``sparse · openvino int8``."""
+        return f"{self.role} · {self.runtime_label} {self.precision}"
+
+    @property
+    def same_runtime_key(self) -> tuple[str, str]:
+        """The (runtime, precision) its dense counterpart ran at: decompression only changes sparse weights."""
+        return self.runtime, self.precision
+
+
+@dataclass(frozen=True)
+class Absent:
+    """A configuration this machine cannot run, and why."""
+
+    configuration: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One configuration at one sequence length, with its ratios to the dense baselines."""
+
+    configuration: Configuration
+    seq_len: int
+    latency: LatencyStats
+    speedup: float
+    vs_dense_same_runtime: float | None
+
+    def as_dict(self) -> dict:
+        """Plain values for JSON."""
+        config = self.configuration
+        return {
+            "model": config.model,
+            "role": config.role,
+            "runtime": config.runtime_label,
+            "precision": config.precision,
+            "seq_len": self.seq_len,
+            "median_ms": self.latency.median_ms,
+            "p90_ms": self.latency.p90_ms,
+            "runs": self.latency.runs,
+            "speedup": self.speedup,
+            "vs_dense_same_runtime": self.vs_dense_same_runtime,
+        }
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Everything one benchmark run measured, on which machine, with which settings."""
+
+    settings: BenchSettings
+    threads: int
+    machine: Machine
+    versions: dict[str, str]
+    date: str
+    rows: list[BenchRow]
+    absent: list[Absent] = field(default_factory=list)
+    load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load before the first and after the last measurement
+
+    def table(self) -> pd.DataFrame:
+        """One row per configuration and sequence length, grouped by length, the dense PyTorch baseline first."""
+        records = [
+            [
+                card_for(row.configuration.model).label,
+                row.configuration.runtime_label,
+                row.configuration.precision,
+                row.seq_len,
+                round(row.latency.median_ms, 1),
+                round(row.latency.p90_ms, 1),
+                round(row.speedup, 2),
+                None if row.vs_dense_same_runtime is None else round(row.vs_dense_same_runtime, 2),
+            ]
+            for row in sorted(self.rows, key=lambda row: row.seq_len)
+        ]
+        return pd.DataFrame(records, columns=TABLE_COLUMNS)
+
+    def machine_header(self) -> dict:
+        """The machine, the thread count and the library versions the numbers were measured with."""
+        return {
+            "cpu": self.machine.cpu,
+            "cores": self.machine.physical_cores,
+            "logical_cores": self.machine.logical_cores,
+            "threads": self.threads,
+            "isa": {
+                "avx512_vnni": self.machine.avx512_vnni,
+                "avx512_bf16": self.machine.avx512_bf16,
+                "amx": self.machine.amx,
+            },
+            "libraries": self.versions,
+            "date": self.date,
+            "load_average_1m": {"before": self.load_average[0], "after": self.load_average[1]},
+        }
+
+    def as_dict(self) -> dict:
+        """The JSON document: machine header, settings, measured rows, and the configurations left out."""
+        return {
+            "machine": self.machine_header(),
+            "settings": {
+                "model": self.settings.model,
+                "dense_model": self.settings.dense_model,
+                "seq_lens": list(self.settings.seq_lens),
+                "runs": self.settings.runs,
+                "warmup": self.settings.warmup,
+                "batch": 1,
+            },
+            "rows": [row.as_dict() for row in self.rows],
+            "absent": [{"configuration": item.configuration, "reason": item.reason} for item in self.absent],
+        }
+
+    def headline(self) -> str | None:
+        """The fastest sparse configuration against the dense PyTorch fp32 baseline at the longest sequence."""
+        longest = max(self.settings.seq_lens)
+        sparse_rows = [row for row in self.rows if row.seq_len == longest and row.configuration.role == "sparse"]
+        if not sparse_rows:
+            return None
+        best = max(sparse_rows, key=lambda row: row.speedup)
+        return (
+            f"at {longest} tokens, {best.configuration.name} took {best.latency.median_ms:.1f} ms (median), "
+            f"{best.speedup:.2f}x faster than dense · pytorch fp32"
+        )
+
+    def summary_lines(self) -> list[str]:
+        """Plain-text lines for above or below the table: machine, threads, runs, and what was left out and why."""
+        lines = [
+            f"machine: {self.machine.cpu}, {self.machine.physical_cores} physical cores; {self.machine.isa_flags()}",
+            f"{self.threads} threads for every runtime; batch 1; median and p90 of {self.settings.runs} timed runs "
+            f"after {self.settings.warmup} warm-up runs",
+        ]
+        if self.load_average[0] >= BUSY_LOAD_PER_CORE * self.machine.logical_cores:
+            lines.append(
+                f"warning: the machine was busy before the run (1-minute load average {self.load_average[0]:.1f} on "
+                f"{self.machine.logical_cores} cores): the timings are noisy; re-run when it is idle"
+            )
+        lines += [f"absent: {item.configuration}: {item.reason}" for item in self.absent]
+        headline = self.headline()
+        if headline:
+            lines.append(headline)
+        return lines
+
+    def figure(self) -> Figure:
+        """Median latency against sequence length for every configuration (p90 as the upper error bar)."""
+        return latency_figure(self)
+
+    def write_json(self, path: str | Path) -> None:
+        """Write ``as_dict()`` as indented JSON."""
+        Path(path).write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+
+    def write_plot(self, path: str | Path) -> None:
+        """Write the figure as a PNG."""
+        self.figure().savefig(path, format="png", dpi=120)
+
+
+def plan(settings: BenchSettings, cpu: Machine | None = None) -> tuple[list[Configuration], list[Absent]]:
+    """The configurations to measure on this CPU, dense PyTorch fp32 first, and those it cannot run with the reason."""
+    cpu = cpu or machine()
+    dense, sparse = settings.dense_model, settings.model
+    configurations = [
+        Configuration("dense", dense, "pytorch", "fp32"),
+        Configuration("sparse", sparse, "pytorch", "fp32"),
+    ]
+    absent = []
+    for precision in ("fp32", "bf16", "int8"):
+        pair = [Configuration("dense", dense, "openvino", precision), Configuration("sparse", sparse, "openvino", precision)]
+        if precision == "bf16" and not (cpu.avx512_bf16 or cpu.amx):
+            absent += [Absent(config.name, "bf16 needs AVX512-BF16 or AMX, which this CPU lacks") for config in pair]
+            continue
+        configurations += pair
+    decompressed = Configuration("sparse", sparse, "openvino", "int8", sparse_decompression=True)
+    if cpu.sparse_weight_decompression:
+        configurations.append(decompressed)
+    else:
+        absent.append(Absent(decompressed.name, "sparse weight decompression needs AMX, which this CPU lacks"))
+    return configurations, absent
+
+
+def benchmark_inputs(engine: QAEngine, seq_len: int) -> list[dict[str, np.ndarray]]:
+    """The bundled question/passage pairs, tokenized by ``engine``'s tokenizer to exactly ``seq_len`` tokens each."""
+    questions, passages = zip(*example_pairs())
+    try:
+        encoding = engine.tokenizer(
+            list(questions),
+            list(passages),
+            truncation="only_second",
+            padding="max_length",
+            max_length=seq_len,
+            return_tensors="np",
+        )
+    except Exception as error:  # the tokenizers library raises a bare Exception when a question alone is too long
+        raise ValueError(
+            f"the example questions do not fit in {seq_len} tokens with this tokenizer: use longer sequence lengths"
+        ) from error
+    arrays = {name: encoding[name].astype(np.int64) for name in engine.input_names if name in encoding}
+    if arrays["input_ids"].shape[1] != seq_len:
+        raise ValueError(
+            f"the tokenizer made {arrays['input_ids'].shape[1]} tokens instead of {seq_len}: use longer sequence lengths"
+        )
+    return [{name: array[index : index + 1] for name, array in arrays.items()} for index in range(len(questions))]
+
+
+def measure(engine: QAEngine, seq_len: int, runs: int, warmup: int) -> LatencyStats:
+    """Latency of ``engine``'s forward pass at batch 1 and ``seq_len`` tokens, cycling through the example pairs."""
+    inputs = itertools.cycle(benchmark_inputs(engine, seq_len))
+    _, stats = repeat(lambda: engine.infer(next(inputs)), runs=runs, warmup=warmup)
+    return stats
+
+
+def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
+    """Measure every configuration ``plan`` chooses at every sequence length, one engine in memory at a time.
+
+    ``progress(fraction, description)`` is called before each step (loading an engine, timing one length) and at the
+    end with 1.0. Raises ValueError (settings) or ModelLoadError with a one-line message.
+    """
+    settings.check()
+    report = progress or (lambda fraction, description: None)
+    threads = settings.threads or default_threads()
+    seq_lens = sorted(set(settings.seq_lens))
+    configurations, absent = plan(settings)
+    steps = len(configurations) * (1 + len(seq_lens))
+    load_before = os.getloadavg()[0]
+    done = 0
+    measured: list[tuple[Configuration, int, LatencyStats]] = []
+    for config in configurations:
+        report(done / steps, f"loading {config.name}")
+        engine = load_engine(
+            config.model,
+            config.runtime,
+            config.precision,
+            threads=threads,
+            sparse_decompression=config.sparse_decompression if config.runtime == "openvino" else None,
+        )
+        done += 1
+        for seq_len in seq_lens:
+            report(done / steps, f"timing {config.name} at {seq_len} tokens")
+            measured.append((config, seq_len, measure(engine, seq_len, settings.runs, settings.warmup)))
+            done += 1
+        # One engine at a time: eight BERT-base engines together would hold several GiB.
+        del engine
+        gc.collect()
+    report(1.0, "done")
+    return BenchResult(
+        settings=replace(settings, seq_lens=tuple(seq_lens), threads=threads),
+        threads=threads,
+        machine=machine(),
+        versions=library_versions(),
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        rows=with_ratios(measured),
+        absent=absent,
+        load_average=(load_before, os.getloadavg()[0]),
+    )
+
+
+def with_ratios(measured: list[tuple[Configuration, int, LatencyStats]]) -> list[BenchRow]:
+    """Rows with ``speedup`` (dense PyTorch fp32 median / this median) and, for sparse rows, ``vs dense same runtime``
+    (the dense model's median at the same runtime, precision and length / this median)."""
+    dense_medians = {
+        (config.same_runtime_key, seq_len): stats.median_ms
+        for config, seq_len, stats in measured
+        if config.role == "dense"
+    }
+    rows = []
+    for config, seq_len, stats in measured:
+        baseline = dense_medians[(("pytorch", "fp32"), seq_len)]
+        same_runtime = dense_medians.get((config.same_runtime_key, seq_len)) if config.role == "sparse" else None
+        rows.append(
+            BenchRow(
+                configuration=config,
+                seq_len=seq_len,
+                latency=stats,
+                speedup=baseline / stats.median_ms,
+                vs_dense_same_runtime=None if same_runtime is None else same_runtime / stats.median_ms,
+            )
+        )
+    return rows
+
+
+# One colour per runtime and precision, so each dense/sparse pair shares a colour; dense dashed, sparse solid.
+COLOURS = {
+    ("pytorch", "fp32"): "#7f7f7f",
+    ("openvino", "fp32"): "#1f77b4",
+    ("openvino", "bf16"): "#9467bd",
+    ("openvino", "int8"): "#2ca02c",
+    (SPARSE_WEIGHTS_RUNTIME, "int8"): "#d62728",
+}
+
+
+def latency_figure(result: BenchResult) -> Figure:
+    """Two panels: median latency per configuration (log scale, p90 error bars) and speedup over dense PyTorch fp32."""
+    figure = Figure(figsize=(12, 5.2), layout="constrained")
+    latency_axes, speedup_axes = figure.subplots(1, 2)
+    seq_lens = sorted(set(row.seq_len for row in result.rows))
+    configurations = list(dict.fromkeys(row.configuration for row in result.rows))
+    for config in configurations:
+        rows = sorted((row for row in result.rows if row.configuration == config), key=lambda row: row.seq_len)
+        lengths = [row.seq_len for row in rows]
+        medians = np.array([row.latency.median_ms for row in rows])
+        p90s = np.array([row.latency.p90_ms for row in rows])
+        style = {
+            "color": COLOURS.get((config.runtime_label, config.precision), "#000000"),
+            "linestyle": "--" if config.role == "dense" else "-",
+            "marker": "s" if config.role == "dense" else "o",
+            "linewidth": 1.8,
+            "markersize": 5,
+            "label": config.name,
+        }
+        latency_axes.errorbar(lengths, medians, yerr=[np.zeros_like(medians), p90s - medians], capsize=3, **style)
+        speedup_axes.plot(lengths, [row.speedup for row in rows], **style)
+    for axes in (latency_axes, speedup_axes):
+        axes.set_xlabel("sequence length (tokens, batch 1)")
+        axes.set_xticks(seq_lens)
+        axes.grid(True, which="both", alpha=0.3)
+    latency_axes.set_yscale("log")
+    plain_numbers = FuncFormatter(lambda value, _: f"{value:g}")
+    latency_axes.yaxis.set_major_formatter(plain_numbers)
+    latency_axes.yaxis.set_minor_formatter(plain_numbers)
+    latency_axes.set_ylabel("forward-pass latency, median ms (bar to p90, log scale)")
+    latency_axes.set_title("Latency")
+    speedup_axes.axhline(1.0, color="black", linewidth=0.8)
+    speedup_axes.set_ylabel("speedup over dense · pytorch fp32 (x)")
+    speedup_axes.set_title("Speedup over the dense PyTorch fp32 baseline")
+    speedup_axes.set_ylim(bottom=0)
+    handles, labels = latency_axes.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), frameon=False)
+    models = f"sparse = {card_for(result.settings.model).label}, dense = {card_for(result.settings.dense_model).label}"
+    title = [
+        f"BERT question answering on {result.machine.cpu}, {result.threads} threads",
+        f"{models}; median of {result.settings.runs} runs",
+    ]
+    reasons = dict.fromkeys(item.reason for item in result.absent)
+    for reason in reasons:
+        names = [item.configuration for item in result.absent if item.reason == reason]
+        title.append(f"not measured: {', '.join(names)} ({reason})")
+    figure.suptitle("\n".join(title), fontsize=10)
+    return figure
+
+
+def parse_seq_lens(text: str) -> tuple[int, ...]:
+    """``"64,128,256"`` → ``(64, 128, 256)``; ValueError with a one-line message otherwise."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--seq-lens takes comma-separated whole numbers such as 64,128,384, not {text!r}") from None
+    if not values:
+        raise ValueError("--seq-lens takes comma-separated whole numbers such as 64,128,384")
+    return values
