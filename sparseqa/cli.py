@@ -186,6 +186,113 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Answer SQuAD v1.1 questions with one configuration (or the three of --compare); print EM, F1 and speed."""
+    from .evaluate import (
+        HUB_DATA,
+        SYNTHETIC_EVAL_NOTE,
+        compare_configurations,
+        compare_table,
+        load_hub_squad,
+        load_squad,
+        results_dir,
+        run_configurations,
+    )
+
+    check_eval_arguments(args)
+    sparse, dense = chosen_models(args)
+    questions, data = (load_hub_squad(), HUB_DATA) if args.hub else (load_squad(args.data), args.data)
+    questions = questions[: args.limit]
+    if not questions:
+        raise ValueError(f"{data} has no questions: pass a SQuAD v1.1 file with at least one")
+    if args.compare:
+        configurations = compare_configurations(sparse, dense)
+    else:
+        configurations = [(sparse, args.runtime or "openvino", args.precision or "int8")]
+    runs = run_configurations(
+        configurations, questions, data, threads=args.threads, report=lambda line: print(line, file=sys.stderr)
+    )
+    synthetic = any(run.synthetic for run in runs)
+    if args.compare:
+        reference = runs[1]
+        reference_label = f"{card_for(reference.model).label} · {reference.runtime} {reference.precision}"
+        print(f"{len(questions):,} questions from {data}; agreement: the same span as {reference_label}")
+        print(compare_table(runs, reference).to_string(index=False, float_format="{:.2f}".format))
+        output = {
+            "data": data,
+            "n": len(questions),
+            "reference": {"model": reference.model, "runtime": reference.runtime, "precision": reference.precision},
+            "configurations": [run.summary() | {"agreement": run.agreement(reference)} for run in runs],
+            "synthetic": synthetic,
+        }
+    else:
+        (run,) = runs
+        print(f"{card_for(run.model).label} · {run.runtime} {run.precision} on {data}")
+        print(f"  exact match  {run.exact_match:.2f}")
+        print(f"  F1           {run.f1:.2f}")
+        unanswered = f" ({run.unanswered:,} the model could not take, scored 0)" if run.unanswered else ""
+        print(f"  questions    {run.n:,}{unanswered}")
+        print(
+            f"  speed        {run.questions_per_second:.2f} questions/s, median {run.median_latency_ms:.1f} ms per "
+            f"question ({run.threads} threads)"
+        )
+        output = run.summary()
+        if args.predictions_out:
+            predictions = json.dumps(run.predictions, ensure_ascii=False, indent=2)
+            Path(args.predictions_out).write_text(predictions, encoding="utf-8")
+            print(f"wrote {args.predictions_out}")
+    for model in dict.fromkeys(run.model for run in runs):
+        card = card_for(model)
+        if card.exact_match is not None:
+            print(f"model card of {card.label}: EM {card.exact_match:.2f}, F1 {card.f1:.2f} on SQuAD v1.1 dev")
+    if synthetic:
+        output["note"] = SYNTHETIC_EVAL_NOTE
+    if args.json:
+        Path(args.json).write_text(json.dumps(output, ensure_ascii=False, indent=2), encoding="utf-8")
+        print(f"wrote {args.json}")
+    print(f"results saved in {results_dir()}")
+    if synthetic:
+        print(f"note: {SYNTHETIC_EVAL_NOTE}")
+    return 0
+
+
+def check_eval_arguments(args: argparse.Namespace) -> None:
+    """Refuse eval options that do not fit together, before any data or model is loaded."""
+    if args.compare and (args.runtime or args.precision):
+        raise UsageError("--compare runs dense PyTorch fp32, sparse OpenVINO fp32 and int8: drop --runtime/--precision")
+    if args.compare and args.predictions_out:
+        raise UsageError("--predictions-out writes one configuration's answers: drop it or --compare")
+    if not args.compare and args.dense_model:
+        raise UsageError("--dense-model is only used with --compare")
+    if args.runtime == "pytorch" and args.precision == "int8":
+        raise UsageError("int8 runs on OpenVINO only: use --runtime openvino or --precision fp32")
+    for option, value in (("--limit", args.limit), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise UsageError(f"{option} must be at least 1")
+    for option, path in (("--json", args.json), ("--predictions-out", args.predictions_out)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise UsageError(f"{option} {path}: its directory does not exist; create it or choose another path")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Official SQuAD v1.1 EM and F1 of a predictions file ({question id: answer text}) against a data file."""
+    from .evaluate import load_predictions, load_squad, score_predictions
+
+    questions = load_squad(args.data)
+    predictions = load_predictions(args.predictions)
+    scores = score_predictions(questions, predictions)
+    unknown = len(predictions.keys() - {question.id for question in questions})
+    if args.json:
+        print(json.dumps(scores | {"unknown_ids": unknown}))
+        return 0
+    print(f"exact match  {scores['exact_match']:.2f}")
+    print(f"F1           {scores['f1']:.2f}")
+    missing = f" ({scores['missing']:,} without a prediction, scored 0)" if scores["missing"] else ""
+    print(f"questions    {scores['n']:,}{missing}")
+    if unknown:
+        print(f"note: {unknown:,} prediction ids are not in {args.data}: check that the predictions belong to it")
+    return 0
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
@@ -236,6 +343,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="OUT.json", help="write machine, rows and absent configurations as JSON")
     bench.add_argument("--plot", metavar="OUT.png", help="write a PNG of latency and speedup against sequence length")
     bench.set_defaults(run=cmd_bench)
+
+    evaluate = commands.add_parser("eval", help="measure EM and F1 on SQuAD v1.1 (a local file or the hub)")
+    add_model_arguments(evaluate)
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", metavar="FILE.json", help="a SQuAD v1.1 file, such as dev-v1.1.json")
+    source.add_argument("--hub", action="store_true", help="the SQuAD v1.1 dev set from the Hugging Face hub")
+    evaluate.add_argument("--runtime", choices=RUNTIMES, help="runtime of the sparse model (default openvino)")
+    evaluate.add_argument("--precision", choices=PRECISIONS, help="precision of the sparse model (default int8)")
+    evaluate.add_argument(
+        "--compare", action="store_true", help="run dense PyTorch fp32, sparse OpenVINO fp32 and int8; print a table"
+    )
+    evaluate.add_argument("--limit", type=int, help="only the first N questions")
+    evaluate.add_argument("--threads", type=int, help="inference threads (default: physical cores)")
+    evaluate.add_argument("--json", metavar="OUT.json", help="write the scores and speed as JSON")
+    evaluate.add_argument(
+        "--predictions-out", metavar="PRED.json", help="write {question id: answer} as the official script reads"
+    )
+    evaluate.set_defaults(run=cmd_eval)
+
+    score = commands.add_parser("score", help="official SQuAD v1.1 EM and F1 of any predictions file")
+    score.add_argument("--data", required=True, metavar="FILE.json", help="the SQuAD v1.1 file the predictions answer")
+    score.add_argument("--predictions", required=True, metavar="PRED.json", help="{question id: answer text}")
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.set_defaults(run=cmd_score)
     return parser
 
 

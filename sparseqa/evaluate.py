@@ -1,18 +1,31 @@
-"""SQuAD v1.1 evaluation metrics and data loading.
+"""SQuAD v1.1 evaluation: the official metrics, data loading, and the eval loop over a QA engine.
 
 The metric functions reproduce the official SQuAD v1.1 ``evaluate.py`` script
-so that reported numbers are comparable with published results.
+so that reported numbers are comparable with published results. Every eval
+result is saved under ``cache_root()/eval`` so the web page can show measured
+EM/F1 beside the model card's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import statistics
 import string
+import sys
+import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from os import PathLike
-from typing import Any, Callable, Iterable, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 T = TypeVar("T")
 
@@ -105,6 +118,10 @@ def load_squad(path: str | PathLike[str]) -> list[SquadQuestion]:
         raise ValueError(
             f"{name}: not UTF-8 text ({e.reason}); pass a SQuAD v1.1 file such as dev-v1.1.json"
         ) from None
+    except OSError as e:
+        raise OSError(
+            f"cannot read {name}: {e.strerror or e}; pass a SQuAD v1.1 file such as dev-v1.1.json"
+        ) from None
 
     questions: list[SquadQuestion] = []
     articles = _require_list(_require(raw, "data", "top level", name), '"data"', name)
@@ -166,16 +183,15 @@ def score_predictions(
     }
 
 
-def load_hub_squad(split: str = "validation") -> list[SquadQuestion]:
-    """Load SQuAD v1.1 from the Hugging Face hub via ``datasets``.
+def load_hub_squad(split: str = "validation", *, probe_timeout_s: float = 5.0) -> list[SquadQuestion]:
+    """Load SQuAD v1.1 from the Hugging Face hub via ``datasets`` (or its local cache in offline mode).
 
-    Raises ``RuntimeError`` with a hint to use a local file if that fails.
+    ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` are respected: offline, only the local cache is read. Online, the
+    hub is probed first with a short timeout, because ``datasets`` retries an unreachable hub with growing back-off
+    for much longer. Raises ``RuntimeError`` with a one-line reason and a hint to use a local file.
     """
 
     def fail(reason: str) -> RuntimeError:
-        reason = " ".join(reason.split())
-        if len(reason) > 120:
-            reason = reason[:117] + "..."
         return RuntimeError(
             f"could not load the SQuAD v1.1 {split} split from the Hugging Face hub "
             f"({reason}); pass --data FILE.json with a local copy of dev-v1.1.json"
@@ -184,7 +200,14 @@ def load_hub_squad(split: str = "validation") -> list[SquadQuestion]:
     try:
         import datasets  # imported lazily: optional and slow to import
     except ImportError:
-        raise fail("the 'datasets' package is not installed") from None
+        raise fail("the 'datasets' package is not installed: pip install datasets") from None
+    offline = _offline_variable()
+    if offline is None:
+        unreachable = _hub_unreachable(probe_timeout_s)
+        if unreachable is not None:
+            raise fail(
+                f"the hub is not reachable: {_one_line(unreachable)}; to use a cached copy set HF_DATASETS_OFFLINE=1"
+            )
     try:
         ds = datasets.load_dataset("squad", split=split)
         return [
@@ -197,4 +220,278 @@ def load_hub_squad(split: str = "validation") -> list[SquadQuestion]:
             for row in ds
         ]
     except Exception as e:  # network, cache and schema errors all get the same hint
-        raise fail(f"{type(e).__name__}: {e}") from None
+        if offline is not None:
+            raise fail(f"{offline} is set and the local datasets cache has no usable copy: {_one_line(e)}") from None
+        raise fail(_one_line(e)) from None
+
+
+def _one_line(error: BaseException, limit: int = 120) -> str:
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+
+
+def _offline_variable() -> str | None:
+    """The environment variable that puts ``datasets`` in offline mode, if one does (as ``datasets`` reads them)."""
+    datasets_offline = os.environ.get("HF_DATASETS_OFFLINE")
+    if datasets_offline is not None:
+        return "HF_DATASETS_OFFLINE" if datasets_offline.upper() in _TRUE_VALUES else None
+    return "HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE_VALUES else None
+
+
+def _hub_unreachable(timeout_s: float) -> Exception | None:
+    """Why the hub endpoint (``HF_ENDPOINT``) did not answer within ``timeout_s``, or None when it answered."""
+    import httpx
+    from huggingface_hub import constants
+
+    try:
+        httpx.head(constants.ENDPOINT, timeout=timeout_s)
+    except httpx.HTTPError as error:
+        return error
+    return None
+
+
+# ---- the eval loop -----------------------------------------------------------------------------------------------
+
+SYNTHETIC_EVAL_NOTE = (
+    "synthetic models have random weights: their EM and F1 are meaningless; only the speed numbers are real"
+)
+HUB_DATA = "SQuAD v1.1 dev (Hugging Face hub)"
+
+
+def load_predictions(path: str | PathLike[str]) -> dict[str, str]:
+    """Read an official-format predictions file, ``{question_id: answer_text}``.
+
+    Raises ``OSError`` or ``ValueError`` with a one-line message naming the file.
+    """
+    name = str(path)
+    expected = 'expected one JSON object {"question id": "answer text", ...} as the official SQuAD script reads'
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except OSError as e:
+        raise OSError(f"cannot read {name}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{name}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); {expected}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name}: not UTF-8 text ({e.reason}); {expected}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{name}: the top level is a JSON {type(raw).__name__}; {expected}")
+    for qid, text in raw.items():
+        if not isinstance(text, str):
+            kind = type(text).__name__
+            raise ValueError(f"{name}: the prediction for {qid!r} is a JSON {kind}, not text; {expected}")
+    return raw
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """One configuration's answers to a set of questions: what it predicted, how well, and how fast."""
+
+    model: str
+    runtime: str
+    precision: str
+    threads: int
+    data: str
+    date: str
+    exact_match: float
+    f1: float
+    n: int
+    unanswered: int
+    questions_per_second: float
+    median_latency_ms: float
+    synthetic: bool
+    predictions: dict[str, str]
+    spans: dict[str, tuple[int, int]]
+
+    def agreement(self, reference: EvalRun) -> float:
+        """Percent of questions where this run chose exactly the span ``reference`` chose (or both none)."""
+        if not self.predictions:
+            return 0.0
+        same = sum(self.spans.get(qid) == reference.spans.get(qid) for qid in self.predictions)
+        return 100.0 * same / len(self.predictions)
+
+    def summary(self) -> dict:
+        """The scores and speed as plain values (no per-question answers): what ``--json`` writes and is saved."""
+        result = {
+            "exact_match": self.exact_match,
+            "f1": self.f1,
+            "n": self.n,
+            "unanswered": self.unanswered,
+            "model": self.model,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "threads": self.threads,
+            "questions_per_second": self.questions_per_second,
+            "median_latency_ms": self.median_latency_ms,
+            "data": self.data,
+            "date": self.date,
+            "synthetic": self.synthetic,
+        }
+        if self.synthetic:
+            result["note"] = SYNTHETIC_EVAL_NOTE
+        return result
+
+
+def model_key(model: str) -> str:
+    """How a model is named in saved results: hub ids and synthetic names as given, directories as absolute paths."""
+    return str(Path(model).resolve()) if os.path.isdir(model) else model
+
+
+def evaluate_engine(engine, questions: list[SquadQuestion], data: str, *, progress: bool = True) -> EvalRun:
+    """Answer every question with ``engine`` (best span over all windows, as the demo does) and score the answers.
+
+    A question the model cannot take (``InputError``, e.g. an empty question) gets the empty answer, which scores 0,
+    and is counted in ``unanswered``. Speed excludes one warm-up answer. ``progress`` shows a progress bar on stderr.
+    """
+    from tqdm import tqdm
+
+    from .decoding import InputError
+
+    predictions: dict[str, str] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    latencies_ms: list[float] = []
+    unanswered = 0
+    # One untimed answer first: the first inference allocates and tunes, which is no question's cost.
+    for question in questions[:1]:
+        try:
+            engine.answer(question.question, question.context, top_k=1)
+        except InputError:
+            pass
+    began = time.perf_counter()
+    for question in tqdm(questions, desc=engine.label, unit="q", disable=not progress, file=sys.stderr):
+        try:
+            answer = engine.answer(question.question, question.context, top_k=1)
+        except InputError:
+            unanswered += 1
+            predictions[question.id] = ""
+            continue
+        predictions[question.id] = answer.text
+        spans[question.id] = (answer.start, answer.end)
+        latencies_ms.append(answer.timings.total_ms)
+    elapsed = time.perf_counter() - began
+    scores = score_predictions(questions, predictions)
+    return EvalRun(
+        model=model_key(engine.model_id),
+        runtime=engine.runtime,
+        precision=engine.precision,
+        threads=engine.threads,
+        data=data,
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        exact_match=float(scores["exact_match"]),
+        f1=float(scores["f1"]),
+        n=int(scores["n"]),
+        unanswered=unanswered,
+        questions_per_second=len(questions) / elapsed if elapsed > 0 else 0.0,
+        median_latency_ms=float(statistics.median(latencies_ms)) if latencies_ms else 0.0,
+        synthetic=engine.synthetic,
+        predictions=predictions,
+        spans=spans,
+    )
+
+
+def compare_configurations(sparse: str, dense: str) -> list[tuple[str, str, str]]:
+    """(model, runtime, precision) of the accuracy comparison: dense PyTorch fp32, sparse OpenVINO fp32 and int8."""
+    return [(dense, "pytorch", "fp32"), (sparse, "openvino", "fp32"), (sparse, "openvino", "int8")]
+
+
+def run_configurations(
+    configurations: list[tuple[str, str, str]],
+    questions: list[SquadQuestion],
+    data: str,
+    *,
+    threads: int | None = None,
+    report: Callable[[str], None] = print,
+    progress: bool = True,
+) -> list[EvalRun]:
+    """Load each (model, runtime, precision) in turn, answer ``questions`` with it and save its result.
+
+    One engine is in memory at a time. Raises ``ModelLoadError`` or ``ValueError`` from loading.
+    """
+    from .runtimes import load_engine
+
+    runs = []
+    for model, runtime, precision in configurations:
+        report(f"loading {model} on {runtime} {precision} ...")
+        # Exporting and quantizing draw library progress bars on stdout, which belongs to the results.
+        with contextlib.redirect_stdout(sys.stderr):
+            engine = load_engine(model, runtime, precision, threads=threads)
+        run = evaluate_engine(engine, questions, data, progress=progress)
+        del engine
+        save_result(run.summary())
+        runs.append(run)
+    return runs
+
+
+COMPARE_COLUMNS = ["configuration", "EM", "F1", "agreement with sparse fp32 (%)", "median ms per question"]
+
+
+def compare_table(runs: list[EvalRun], reference: EvalRun) -> pd.DataFrame:
+    """One row per run: its label, EM, F1, share of spans identical to ``reference``'s, median latency."""
+    import pandas as pd
+
+    from .models import card_for
+
+    rows = [
+        [
+            f"{card_for(run.model).label} · {run.runtime} {run.precision}",
+            round(run.exact_match, 2),
+            round(run.f1, 2),
+            round(run.agreement(reference), 1),
+            round(run.median_latency_ms, 1),
+        ]
+        for run in runs
+    ]
+    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+
+
+def results_dir() -> Path:
+    """Where every eval result is saved: ``cache_root()/eval``."""
+    from .models import cache_root
+
+    return cache_root() / "eval"
+
+
+def save_result(summary: dict) -> Path:
+    """Write one result (``EvalRun.summary()``) to ``results_dir()``, atomically so readers never see half a file."""
+    directory = results_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "--", summary["model"]).strip("-")[-60:]
+    name = f"{time.time_ns()}-{slug}-{summary['runtime']}-{summary['precision']}.json"
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, suffix=".tmp", delete=False) as f:
+        json.dump(summary, f, ensure_ascii=False, indent=2)
+    os.replace(f.name, directory / name)
+    return directory / name
+
+
+def _saved_ns(path: Path) -> int:
+    """The nanosecond timestamp a result's file name starts with: it orders results saved within one second."""
+    prefix = path.name.split("-", 1)[0]
+    return int(prefix) if prefix.isdigit() else 0
+
+
+def latest_result(model: str, *, runtime: str | None = None, precision: str | None = None) -> dict | None:
+    """The most recent saved eval result for ``model`` (optionally on one runtime/precision), or None.
+
+    The dict has ``date``, ``runtime``, ``precision``, ``n``, ``exact_match``, ``f1``, ``data`` (and the rest of
+    ``EvalRun.summary()``). Unreadable files are skipped: a damaged result must not break the page that shows them.
+    """
+    key = model_key(model)
+    found: list[tuple[str, str, dict]] = []
+    for path in results_dir().glob("*.json"):
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(result, dict) or result.get("model") != key:
+            continue
+        if runtime is not None and result.get("runtime") != runtime:
+            continue
+        if precision is not None and result.get("precision") != precision:
+            continue
+        found.append((str(result.get("date", "")), _saved_ns(path), result))
+    if not found:
+        return None
+    return max(found, key=lambda item: item[:2])[2]

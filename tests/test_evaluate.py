@@ -1,13 +1,15 @@
-"""Tests for sparseqa.evaluate (SQuAD v1.1 metrics and loading)."""
+"""Tests for sparseqa.evaluate: SQuAD v1.1 metrics and loading, the eval loop, saved results."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import string
 import sys
 import tempfile
+import threading
 import types
 from collections import Counter
 from fractions import Fraction
@@ -18,15 +20,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sparseqa.evaluate import (
+    COMPARE_COLUMNS,
+    SYNTHETIC_EVAL_NOTE,
+    EvalRun,
     SquadQuestion,
+    compare_table,
+    evaluate_engine,
     exact_match_score,
     f1_score,
+    latest_result,
     load_hub_squad,
     load_squad,
     metric_max_over_ground_truths,
+    model_key,
     normalize_answer,
+    results_dir,
+    save_result,
     score_predictions,
 )
+from sparseqa.models import DENSE_ID, SPARSE_ID
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "squad_tiny.json"
@@ -457,3 +469,200 @@ def test_load_hub_squad_converts_rows(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", fake)
     assert load_hub_squad() == [SquadQuestion("h1", "What flies?", "Kestrel flies.", ("Kestrel", "Kestrel"))]
     assert calls == [("squad", "validation")]
+
+
+# --------------------------------------------------------------------------
+# load_hub_squad: offline variables and the reachability probe
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def recording_datasets(monkeypatch):
+    """A stand-in ``datasets`` whose load_dataset records its calls and fails as an offline cache miss does."""
+    fake = types.ModuleType("datasets")
+    fake.calls = []
+
+    def load_dataset(name, split):
+        fake.calls.append((name, split))
+        raise ConnectionError("Couldn't reach 'squad' on the Hub (OfflineModeIsEnabled)")
+
+    fake.load_dataset = load_dataset
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    return fake
+
+
+@pytest.fixture
+def online(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+
+
+def _closed_endpoint(monkeypatch):
+    from huggingface_hub import constants
+
+    # Port 9 (discard) has no listener here: the connection is refused at once.
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+
+
+def test_load_hub_squad_unreachable_hub_fails_before_datasets_retries(monkeypatch, online, recording_datasets):
+    _closed_endpoint(monkeypatch)
+    with pytest.raises(RuntimeError) as info:
+        load_hub_squad()
+    message = str(info.value)
+    assert "the hub is not reachable: ConnectError" in message
+    assert "set HF_DATASETS_OFFLINE=1" in message
+    assert "--data FILE.json" in message
+    assert "\n" not in message
+    assert recording_datasets.calls == []
+
+
+def test_load_hub_squad_reachable_hub_goes_to_datasets(monkeypatch, online, recording_datasets):
+    from huggingface_hub import constants
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        with pytest.raises(RuntimeError) as info:
+            load_hub_squad()
+    finally:
+        thread.join(timeout=10)
+        server.server_close()
+    assert recording_datasets.calls == [("squad", "validation")]
+    assert "(ConnectionError: Couldn't reach 'squad'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set and the local datasets cache has no usable copy"),
+        ({"HF_DATASETS_OFFLINE": "TRUE"}, "HF_DATASETS_OFFLINE is set and the local datasets cache has no usable copy"),
+        # datasets lets HF_DATASETS_OFFLINE override HF_HUB_OFFLINE either way.
+        ({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "0"}, "the hub is not reachable"),
+    ],
+)
+def test_load_hub_squad_offline_variables(monkeypatch, online, recording_datasets, environment, expected):
+    _closed_endpoint(monkeypatch)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError) as info:
+        load_hub_squad()
+    assert expected in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# The eval loop, saved results and latest_result
+# --------------------------------------------------------------------------
+
+
+def _run(model="m", runtime="openvino", precision="fp32", spans=None, synthetic=False, **fields) -> EvalRun:
+    spans = {"q1": (0, 4), "q2": (5, 9), "q3": (10, 12), "q4": (0, 2)} if spans is None else spans
+    values = dict(
+        model=model,
+        runtime=runtime,
+        precision=precision,
+        threads=2,
+        data="d.json",
+        date="2026-01-01T00:00:00+00:00",
+        exact_match=50.0,
+        f1=60.0,
+        n=4,
+        unanswered=0,
+        questions_per_second=10.0,
+        median_latency_ms=100.0,
+        synthetic=synthetic,
+        predictions={qid: "text" for qid in ("q1", "q2", "q3", "q4")},
+        spans=spans,
+    )
+    return EvalRun(**(values | fields))
+
+
+def test_agreement_counts_identical_spans_and_shared_non_answers():
+    reference = _run()
+    assert reference.agreement(reference) == 100.0
+    other = _run(spans={"q1": (0, 4), "q2": (5, 8), "q3": (10, 12)})  # q4 unanswered
+    assert other.agreement(reference) == 50.0
+    assert _run(spans={"q1": (0, 4), "q2": (5, 9), "q3": (10, 12)}).agreement(other) == 75.0
+
+
+def test_summary_of_a_synthetic_run_says_the_scores_are_meaningless():
+    assert "note" not in _run().summary()
+    summary = _run(synthetic=True).summary()
+    assert summary["note"] == SYNTHETIC_EVAL_NOTE
+    assert "meaningless" in summary["note"]
+    assert "predictions" not in summary and "spans" not in summary
+
+
+def test_compare_table_rows(tmp_path):
+    reference = _run(model=SPARSE_ID)
+    runs = [
+        _run(model=DENSE_ID, runtime="pytorch", spans={}, exact_match=80.91234, median_latency_ms=200.04),
+        reference,
+        _run(model=SPARSE_ID, precision="int8", spans={"q1": (0, 4)}),
+    ]
+    table = compare_table(runs, reference)
+    assert list(table.columns) == COMPARE_COLUMNS
+    assert table["configuration"].tolist() == [
+        "dense · pytorch fp32",
+        "sparse 80% 1x4 · openvino fp32",
+        "sparse 80% 1x4 · openvino int8",
+    ]
+    assert table["EM"].tolist() == [80.91, 50.0, 50.0]
+    assert table["agreement with sparse fp32 (%)"].tolist() == [0.0, 100.0, 25.0]
+    assert table["median ms per question"].tolist() == [200.0, 100.0, 100.0]
+
+
+def test_latest_result_picks_the_newest_matching_result(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPARSEQA_CACHE", str(tmp_path / "cache"))
+    assert latest_result(SPARSE_ID) is None
+    older = _run(model=SPARSE_ID, exact_match=1.0).summary()
+    newer_same_second = _run(model=SPARSE_ID, exact_match=2.0).summary()
+    int8 = _run(model=SPARSE_ID, precision="int8", exact_match=3.0).summary()
+    dense = _run(model=DENSE_ID, exact_match=4.0, date="2027-01-01T00:00:00+00:00").summary()
+    for summary in (older, newer_same_second, int8, dense):
+        save_result(summary)
+    (results_dir() / "0-damaged.json").write_text('{"model": ', encoding="utf-8")
+    assert latest_result(SPARSE_ID) == int8
+    assert latest_result(SPARSE_ID, precision="fp32") == newer_same_second
+    assert latest_result(SPARSE_ID, runtime="pytorch") is None
+    assert latest_result(DENSE_ID) == dense
+    assert not list(results_dir().glob("*.tmp"))
+
+
+def test_latest_result_names_a_local_model_by_its_absolute_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPARSEQA_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "my-model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    save_result(_run(model=model_key("my-model")).summary())
+    assert latest_result(str(tmp_path / "my-model"))["model"] == str(tmp_path / "my-model")
+    assert latest_result("./my-model") is not None
+
+
+def test_evaluate_engine_answers_with_passage_spans_and_scores_them(tiny_sparse_model, tmp_path):
+    from sparseqa.runtimes import load_engine
+
+    engine = load_engine(str(tiny_sparse_model), "openvino", "fp32")
+    data = json.loads(TINY.read_text(encoding="utf-8"))
+    # A question the model cannot take: it is answered with "", scored 0 and counted.
+    data["data"][0]["paragraphs"][0]["qas"].append(
+        {"id": "empty", "question": "  ", "answers": [{"text": "Tamsin", "answer_start": 52}]}
+    )
+    path = tmp_path / "with-empty.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    questions = load_squad(path)
+
+    run = evaluate_engine(engine, questions, str(path), progress=False)
+    assert (run.n, run.unanswered) == (9, 1)
+    assert run.predictions["empty"] == ""
+    assert "empty" not in run.spans
+    for question in questions:
+        if question.id == "empty":
+            continue
+        start, end = run.spans[question.id]
+        assert question.context[start:end] == run.predictions[question.id]
+    scores = score_predictions(questions, run.predictions)
+    assert (run.exact_match, run.f1) == (scores["exact_match"], scores["f1"])
+    assert run.model == str(tiny_sparse_model.resolve())
+    assert (run.runtime, run.precision, run.synthetic) == ("openvino", "fp32", False)
+    assert run.questions_per_second > 0 and run.median_latency_ms > 0
