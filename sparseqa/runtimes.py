@@ -121,6 +121,8 @@ class QAEngine:
         inferred = time.perf_counter()
         spans = decoding.best_spans(start_logits, end_logits, encoding, passage, top_k=max(top_k, 1))
         decoded = time.perf_counter()
+        if not spans:
+            raise RuntimeError(f"{self.label} returned no finite start/end scores: its weights or IR may be broken")
         best = spans[0]
         return Answer(
             text=best.text,
