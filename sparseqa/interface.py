@@ -347,6 +347,7 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                             label="Latency",
                             interactive=False,
                             wrap=True,
+                            column_widths=["19%", "13%", "14%", "11%", "12%", "10%", "21%"],
                             scale=3,
                             elem_id="latency",
                         )
@@ -359,7 +360,6 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                             y_lim=[0, None],
                             x_title=" ",
                             label="Median latency (ms, lower is faster)",
-                            height=300,
                             scale=2,
                             elem_id="latency-chart",
                         )
@@ -391,7 +391,6 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                         sort=None,
                         y_lim=[0, 100],
                         label="All-zero 1x4 blocks per encoder layer (%)",
-                        height=300,
                     )
                 gr.Markdown("### Accuracy the model cards report (SQuAD v1.1 dev)")
                 gr.Dataframe(

@@ -1,0 +1,90 @@
+"""The served page in headless Chromium (Debian's package; Playwright never downloads a browser here)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from sparseqa.interface import BOTH_LABEL, DENSE_LABEL, HIGHLIGHT_COLOURS, SPARSE_LABEL, load_examples
+
+CHROMIUM = "/usr/bin/chromium"
+SHARED_SCREENSHOT = "/tmp/sparseqa-screenshot.png"
+ANSWER_TIMEOUT_MS = 60_000
+MARKUP = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get install -y chromium`")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, demo_server) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(demo_server.url)
+    yield page
+    page.close()
+
+
+def shown_passage(page: Page) -> list[tuple[str, str]]:
+    """The highlighted passage as (text, background colour) pieces, once an answer has arrived."""
+    expect(page.locator("#highlighted .token.highlighted").first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator("#latency")).to_contain_text("openvino", timeout=ANSWER_TIMEOUT_MS)
+    return page.locator("#highlighted .token").evaluate_all(
+        "tokens => tokens.map(t => [t.querySelector('.text').textContent, t.style.backgroundColor])"
+    )
+
+
+def text_in_colours(pieces: list[tuple[str, str]], labels: tuple[str, ...]) -> str:
+    """The text of the pieces painted in the highlight colour of any of ``labels``."""
+    colours = tuple("rgba({}, {}, {},".format(*bytes.fromhex(HIGHLIGHT_COLOURS[label][1:])) for label in labels)
+    return "".join(text for text, background in pieces if background.startswith(colours))
+
+
+def test_clicking_an_example_and_ask_highlights_the_answer(page, demo_server, tmp_path):
+    example = next(example for example in load_examples() if example["title"] == "The Kestrel Probe")
+    page.get_by_role("button", name=example["title"]).click()
+    expect(page.get_by_label("Question")).to_have_value(example["question"])
+    expect(page.get_by_label("Passage")).to_have_value(example["passage"])
+    page.get_by_role("button", name="Ask", exact=True).click()
+
+    pieces = shown_passage(page)
+    expect(page.locator("#latency")).to_contain_text("pytorch")
+
+    comparison = demo_server.service.ask(example["passage"], example["question"], runs=1)
+    assert "".join(text for text, _ in pieces) == example["passage"]
+    assert text_in_colours(pieces, (SPARSE_LABEL, BOTH_LABEL)) == comparison.sparse.text
+    assert text_in_colours(pieces, (DENSE_LABEL, BOTH_LABEL)) == comparison.dense.text
+    expect(page.locator("#answers")).to_contain_text(comparison.sparse.text)
+    page.locator("#latency-chart canvas, #latency-chart svg").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    page.screenshot(path=tmp_path / "ask.png", full_page=True)
+    shutil.copy(tmp_path / "ask.png", SHARED_SCREENSHOT)
+
+
+def test_markup_in_a_passage_is_shown_as_text_and_never_run(page, tmp_path):
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    passage = f"{MARKUP} The Kestrel probe landed on Sarrow Flats after seven years. {MARKUP}"
+    page.get_by_label("Passage").fill(passage)
+    page.get_by_label("Question").fill("Where did the probe land?")
+    page.get_by_label("Question").press("Enter")
+
+    pieces = shown_passage(page)
+    page.screenshot(path=tmp_path / "markup.png", full_page=True)
+
+    assert "".join(text for text, _ in pieces) == passage
+    assert page.locator("img[src='x']").count() == 0
+    assert page.locator("#highlighted script").count() == 0
+    assert dialogs == []

@@ -1,0 +1,230 @@
+"""The web demo's handlers as plain functions, and the served page through real HTTP with gradio_client."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparseqa.interface import (
+    BOTH_LABEL,
+    DENSE_LABEL,
+    GENERIC_ERROR,
+    SPARSE_LABEL,
+    ask,
+    banner_text,
+    build_demo,
+    highlight_segments,
+    load_examples,
+    parse_options,
+    summary_text,
+)
+from sparseqa.service import QAService, Settings
+
+EXAMPLES = load_examples()
+KESTREL = next(example for example in EXAMPLES if example["title"] == "The Kestrel Probe")
+
+
+def covered_by(segments: list[tuple[str, str | None]], labels: set[str]) -> tuple[int, int, str]:
+    """(start, end, text) of the characters whose segment label is in ``labels`` (they must be contiguous)."""
+    position, start, end, text = 0, None, None, ""
+    for piece, label in segments:
+        if label in labels:
+            assert end is None or end == position, "a model's answer must be one contiguous stretch"
+            start = position if start is None else start
+            end = position + len(piece)
+            text += piece
+        position += len(piece)
+    return start, end, text
+
+
+@pytest.fixture(scope="module")
+def service(demo_server) -> QAService:
+    return demo_server.service
+
+
+@pytest.fixture(scope="module")
+def client(demo_server) -> Client:
+    return Client(demo_server.url, verbose=False)
+
+
+@pytest.mark.parametrize("index", [0, 9, 10, 11], ids=["short", "kestrel", "over-384-tokens", "non-ascii"])
+def test_highlights_rebuild_the_passage_and_mark_each_models_answer(service, index):
+    example = EXAMPLES[index]
+    view = ask(service, example["passage"], example["question"], runs=1)
+
+    assert "".join(piece for piece, _ in view.highlighted) == example["passage"]
+    for answer, label in ((view.result, SPARSE_LABEL), (view.result["dense"], DENSE_LABEL)):
+        start, end, text = covered_by(view.highlighted, {label, BOTH_LABEL})
+        assert (start, end, text) == (answer["start"], answer["end"], answer["answer"])
+    both = [piece for piece, label in view.highlighted if label == BOTH_LABEL]
+    assert bool(both) == _overlap(view.result, view.result["dense"])
+
+
+def _overlap(first: dict, second: dict) -> bool:
+    return max(first["start"], second["start"]) < min(first["end"], second["end"])
+
+
+@given(data=st.data())
+@settings(max_examples=200, deadline=None)
+def test_highlights_hold_for_any_two_spans(kestrel_comparison, data):
+    passage = data.draw(st.text(min_size=1, max_size=60))
+    bounds = st.integers(0, len(passage))
+    sparse = sorted(data.draw(st.tuples(bounds, bounds)))
+    dense = sorted(data.draw(st.tuples(bounds, bounds)))
+    comparison = dataclasses.replace(
+        kestrel_comparison,
+        sparse=dataclasses.replace(kestrel_comparison.sparse, start=sparse[0], end=sparse[1]),
+        dense=dataclasses.replace(kestrel_comparison.dense, start=dense[0], end=dense[1]),
+    )
+
+    segments = highlight_segments(passage, comparison)
+
+    assert "".join(piece for piece, _ in segments) == passage
+    assert all(piece for piece, _ in segments)
+    for (start, end), label in ((sparse, SPARSE_LABEL), (dense, DENSE_LABEL)):
+        if start < end:
+            assert covered_by(segments, {label, BOTH_LABEL}) == (start, end, passage[start:end])
+    if sparse == dense and sparse[0] < sparse[1]:
+        assert {label for _, label in segments} <= {BOTH_LABEL, None}
+
+
+@pytest.fixture(scope="module")
+def kestrel_comparison(service):
+    return service.ask(KESTREL["passage"], KESTREL["question"], runs=1)
+
+
+def test_synthetic_answers_are_labelled_as_random_weights(kestrel_comparison):
+    synthetic = dataclasses.replace(
+        kestrel_comparison, sparse=dataclasses.replace(kestrel_comparison.sparse, synthetic=True)
+    )
+    assert "random weights" in summary_text(synthetic).lower()
+    assert "random weights" not in summary_text(kestrel_comparison).lower()
+
+
+def test_the_banner_names_synthetic_models_and_is_empty_otherwise(service):
+    assert banner_text(service) == ""
+    stand_in = dataclasses.make_dataclass("Engine", [("synthetic", bool), ("model_id", str)])
+    synthetic = QAService(service.settings, stand_in(True, "synthetic-sparse"), service.dense)
+    assert "random weights" in banner_text(synthetic).lower()
+
+
+@pytest.mark.parametrize(
+    ("passage", "question", "runs", "says"),
+    [
+        (KESTREL["passage"], "   ", 3, "the question is empty"),
+        ("", KESTREL["question"], 3, "the passage is empty"),
+        (KESTREL["passage"], KESTREL["question"], 500, "timed runs must be between 1 and"),
+    ],
+    ids=["empty-question", "empty-passage", "too-many-runs"],
+)
+def test_user_errors_are_one_line_gradio_errors(service, passage, question, runs, says):
+    with pytest.raises(gr.Error) as raised:
+        ask(service, passage, question, runs)
+    assert says in raised.value.message
+    assert "\n" not in raised.value.message
+
+
+def test_unexpected_failures_are_logged_and_shown_as_one_generic_line(service, monkeypatch, caplog):
+    broken = QAService(service.settings, service.sparse, service.dense)
+    monkeypatch.setattr(broken, "ask", lambda *args, **kwargs: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="sparseqa.interface"), pytest.raises(gr.Error) as raised:
+        ask(broken, KESTREL["passage"], KESTREL["question"])
+    assert raised.value.message == GENERIC_ERROR
+    assert "ZeroDivisionError" in caplog.text
+
+
+def test_api_ask_takes_passage_and_question_with_runs_optional(client):
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/ask"]["parameters"]
+    assert [(p["parameter_name"], p["parameter_has_default"]) for p in parameters] == [
+        ("passage", False),
+        ("question", False),
+        ("runs", True),
+    ]
+
+
+def test_api_ask_returns_the_span_service_ask_finds(client, service):
+    highlighted, summary, answers, latency, result = client.predict(
+        KESTREL["passage"], KESTREL["question"], api_name="/ask"
+    )
+    direct = service.ask(KESTREL["passage"], KESTREL["question"], runs=1)
+
+    assert (result["answer"], result["start"], result["end"]) == (direct.sparse.text, direct.sparse.start, direct.sparse.end)
+    assert (result["dense"]["answer"], result["dense"]["start"]) == (direct.dense.text, direct.dense.start)
+    assert result["runs"] == 3
+    segments = [(token["token"], token["class_or_confidence"]) for token in highlighted]
+    assert covered_by(segments, {SPARSE_LABEL, BOTH_LABEL})[2] == direct.sparse.text
+    assert [row[2] for row in answers["data"] if row[1] == 1] == [direct.sparse.text, direct.dense.text]
+    assert latency["headers"] == list(direct.table().columns)
+    assert [row[:4] for row in latency["data"]] == direct.table().iloc[:, :4].values.tolist()
+    assert "ms" in summary
+
+
+def test_api_empty_question_is_a_clean_one_line_error(client):
+    with pytest.raises(AppError) as raised:
+        client.predict(KESTREL["passage"], "", api_name="/ask")
+    message = str(raised.value)
+    assert "the question is empty" in message
+    assert "Traceback" not in message and "\n" not in message.strip()
+
+
+def test_sixteen_simultaneous_api_calls_each_get_their_own_answer(client, service):
+    requests = [(example["passage"], example["question"]) for example in EXAMPLES]
+    requests += [(example["passage"], f"What is {example['title']}?") for example in EXAMPLES[:4]]
+    expected = [service.ask(passage, question, runs=1).as_dict() for passage, question in requests]
+
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        results = list(pool.map(lambda request: client.predict(*request, 1, api_name="/ask")[-1], requests))
+
+    assert len(results) == 16
+    for got, want in zip(results, expected):
+        assert (got["answer"], got["start"], got["end"]) == (want["answer"], want["start"], want["end"])
+        assert (got["dense"]["answer"], got["dense"]["start"]) == (want["dense"]["answer"], want["dense"]["start"])
+
+
+def test_an_unknown_sparse_model_starts_the_page_with_a_banner_and_refuses_questions():
+    service = QAService.load(Settings(model="nobody/no-such-model", dense_model=None), strict=False, report=lambda _: None)
+    demo = build_demo(service)
+
+    banner = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "banner")
+    assert banner.visible
+    assert "could not load nobody/no-such-model" in banner.value
+    assert "--synthetic" in banner.value
+    ask_button = next(block for block in demo.blocks.values() if isinstance(block, gr.Button) and block.value == "Ask")
+    assert ask_button.interactive is False
+    with pytest.raises(gr.Error) as raised:
+        ask(service, KESTREL["passage"], KESTREL["question"])
+    assert "no sparse model is loaded" in raised.value.message
+
+
+def test_options_come_from_arguments_then_environment_and_bind_locally_by_default():
+    defaults = parse_options([], environ={})
+    assert (defaults.host, defaults.port, defaults.auth, defaults.settings.precision) == ("127.0.0.1", None, None, "int8")
+
+    space = {"SPARSEQA_SYNTHETIC": "1", "GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7860", "SPARSEQA_AUTH": "ann:pw"}
+    hosted = parse_options([], environ=space)
+    assert (hosted.settings.model, hosted.settings.dense_model) == ("synthetic-sparse", "synthetic-dense")
+    assert (hosted.host, hosted.port, hosted.auth) == ("0.0.0.0", 7860, ("ann", "pw"))
+
+    explicit = parse_options(["--port", "9000", "--host", "127.0.0.2", "--precision", "fp32"], environ=space | {"SPARSEQA_PORT": "8000"})
+    assert (explicit.host, explicit.port, explicit.settings.precision) == ("127.0.0.2", 9000, "fp32")
+    assert parse_options([], environ={"SPARSEQA_PORT": "8000", "GRADIO_SERVER_PORT": "7860"}).port == 8000
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--auth", "no-colon"], ["--synthetic", "--model", "some/model"], ["--precision", "fp64"]],
+    ids=["auth-without-password", "synthetic-and-model", "unknown-precision"],
+)
+def test_bad_options_end_with_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        parse_options(argv, environ={})
+    assert exited.value.code == 2
+    assert "error:" in capsys.readouterr().err
