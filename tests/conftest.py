@@ -6,9 +6,15 @@ Nothing here touches the network: the tokenizer is trained on the bundled exampl
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from sparseqa.service import QAService
 
 # Every test run gets its own cache (IR, built models), so runs never see each other's files and the hub is never
 # asked: set before sparseqa reads it.
@@ -71,3 +77,29 @@ def tiny_sparse_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_dense_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny dense QA model (random weights, no pruning)."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-dense"), sparse=False, seed=2)
+
+
+@dataclass(frozen=True)
+class DemoServer:
+    """The web demo running on the tiny models: the loaded service it calls, and its URL."""
+
+    service: QAService
+    url: str
+
+
+@pytest.fixture(scope="session")
+def demo_server(tiny_sparse_model: Path, tiny_dense_model: Path) -> Iterator[DemoServer]:
+    """The web demo on the tiny models (sparse OpenVINO int8, dense PyTorch), served once on a free local port."""
+    import socket
+
+    from sparseqa.interface import build_demo, launch
+    from sparseqa.service import QAService, Settings
+
+    service = QAService.load(Settings(model=str(tiny_sparse_model), dense_model=str(tiny_dense_model)))
+    demo = build_demo(service)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launch(demo, port=port, prevent_thread_lock=True, quiet=True)
+    yield DemoServer(service, demo.local_url)
+    demo.close(verbose=False)
