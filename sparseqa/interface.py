@@ -41,6 +41,11 @@ CONCURRENCY_LIMIT = 2
 QUEUE_SIZE = 64
 STYLE = ASSETS / "style.css"
 EXAMPLES = ASSETS / "examples.json"
+THEME = gr.themes.Soft(primary_hue="blue", neutral_hue="slate").set(
+    button_primary_background_fill="*primary_600",
+    button_primary_background_fill_hover="*primary_700",
+    button_primary_text_color="white",
+)
 GENERIC_ERROR = "something went wrong while answering; the server log has the details"
 INTRO = (
     "Intel's BERT-base fine-tuned on SQuAD v1.1 with 80% of its encoder weights pruned in 1x4 blocks "
@@ -97,7 +102,7 @@ def summary_text(comparison: Comparison) -> str:
     sparse, latency = comparison.sparse, comparison.sparse_latency
     lines = []
     if sparse.synthetic:
-        lines.append(f"**Random weights.** {SYNTHETIC_NOTE.capitalize()}.")
+        lines.append(f"**{SYNTHETIC_NOTE.capitalize()}.**")
     sparse_part = (
         f"The **{card_for(sparse.model).label}** model ({sparse.runtime} {sparse.precision}) answered in "
         f"**{latency.median_ms:.1f} ms** (median of {latency.runs} runs, {sparse.tokens} tokens)"
@@ -191,7 +196,7 @@ def banner_text(service: QAService) -> str:
         )
     lines = []
     if service.sparse.synthetic:
-        lines.append(f"**Synthetic models (random weights).** {SYNTHETIC_NOTE.capitalize()}.")
+        lines.append(f"**{SYNTHETIC_NOTE.capitalize()}.**")
     if settings.dense_model and service.dense is None:
         lines.append(f"**The dense baseline could not be loaded**: {service.load_error}.")
     return "\n\n".join(lines)
@@ -227,21 +232,18 @@ def cards_table() -> pd.DataFrame:
 
 def loaded_models_text(service: QAService) -> str:
     """Which models this page runs, and whether the card scores above are theirs."""
-    lines = []
+    notes = []
     for role, engine in (("sparse", service.sparse), ("dense", service.dense)):
         if engine is None:
             continue
         card = card_for(engine.model_id)
         if card.exact_match is not None:
-            lines.append(f"The {role} model running here is `{card.model_id}`: the scores above are its card's.")
+            notes.append(f"the {role} model is `{card.model_id}`, whose card reports the scores above")
         elif engine.synthetic:
-            lines.append(
-                f"The {role} model running here is a random-weight stand-in with BERT-base's shape: its latency is "
-                "real, its answers are not, and it has no accuracy to report."
-            )
+            notes.append(f"the {role} model is a random-weight stand-in with BERT-base's shape, with no accuracy to report")
         else:
-            lines.append(f"The {role} model running here is a local copy ({card.label}); its accuracy is not reported.")
-    return " ".join(lines)
+            notes.append(f"the {role} model is a local copy ({card.label}), whose accuracy is not reported here")
+    return f"Running here: {'; '.join(notes)}." if notes else ""
 
 
 def sparsity_text(service: QAService, facts: PageFacts) -> str:
@@ -257,11 +259,9 @@ def sparsity_text(service: QAService, facts: PageFacts) -> str:
     )
 
 
-def sparsity_chart(facts: PageFacts) -> pd.DataFrame:
+def sparsity_chart(report: SparsityReport) -> pd.DataFrame:
     """Per-layer share of all-zero 1x4 blocks, in percent, with the layer as a category."""
-    if facts.sparsity is None:
-        return pd.DataFrame({"layer": [], "1x4 blocks zero (%)": []})
-    per_layer = facts.sparsity.per_layer()
+    per_layer = report.per_layer()
     return pd.DataFrame(
         {
             "layer": [f"layer {layer}" for layer in per_layer["layer"]],
@@ -332,7 +332,7 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                         show_inline_category=False,
                         elem_id="highlighted",
                     )
-                    summary = gr.Markdown(elem_id="summary")
+                    summary = gr.Markdown(label="Summary", elem_id="summary")
                     answers = gr.Dataframe(
                         headers=ANSWER_COLUMNS,
                         label="Answers and runners-up",
@@ -364,7 +364,7 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                             elem_id="latency-chart",
                         )
                     with gr.Accordion("The full result as JSON (what the API returns)", open=False):
-                        result = gr.JSON(show_label=False)
+                        result = gr.JSON(label="Result", show_label=False)
                 gr.on(
                     triggers=[ask_button.click, question.submit],
                     fn=ask_models,
@@ -384,11 +384,12 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                 gr.Markdown("### Sparsity of the loaded sparse model")
                 gr.Markdown(sparsity_text(service, facts))
                 if facts.sparsity is not None:
+                    layers = sparsity_chart(facts.sparsity)
                     gr.BarPlot(
-                        sparsity_chart(facts),
+                        layers,
                         x="layer",
                         y="1x4 blocks zero (%)",
-                        sort=None,
+                        sort=list(layers["layer"]),
                         y_lim=[0, 100],
                         label="All-zero 1x4 blocks per encoder layer (%)",
                     )
@@ -427,7 +428,7 @@ def launch(
         show_error=False,
         prevent_thread_lock=prevent_thread_lock,
         quiet=quiet,
-        theme=gr.themes.Soft(primary_hue="blue", neutral_hue="slate"),
+        theme=THEME,
         css_paths=[STYLE],
     )
 

@@ -40,7 +40,7 @@ def page(browser: Browser, demo_server) -> Iterator[Page]:
 
 def shown_passage(page: Page) -> list[tuple[str, str]]:
     """The highlighted passage as (text, background colour) pieces, once an answer has arrived."""
-    expect(page.locator("#highlighted .token.highlighted").first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator("#highlighted .token.highlighted .text").first).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
     expect(page.locator("#latency")).to_contain_text("openvino", timeout=ANSWER_TIMEOUT_MS)
     return page.locator("#highlighted .token").evaluate_all(
         "tokens => tokens.map(t => [t.querySelector('.text').textContent, t.style.backgroundColor])"
