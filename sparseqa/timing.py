@@ -46,22 +46,29 @@ def repeat(
     """Call ``call`` ``warmup`` times untimed, then ``runs`` times timed; return the last result and the stats.
 
     ``sample_ms(result, wall_ms)`` picks what one run measured (default: the wall-clock time of the call).
-    ``deadline`` (a ``time.monotonic()`` value) stops a measurement that runs too long with RequestTimeout.
+    ``deadline`` (a ``time.monotonic()`` value) stops a measurement that runs, or waits for another one, too long
+    with RequestTimeout.
     """
     if runs < 1:
         raise ValueError("runs must be at least 1")
-    result = None
-    for _ in range(warmup):
-        result = call()
-        _check(deadline)
-    samples = []
-    with MEASURE_LOCK:
+    # Warm-up runs hold the lock too: run beside another request's timed runs, they would slow those down.
+    acquired = MEASURE_LOCK.acquire(timeout=-1 if deadline is None else max(deadline - time.monotonic(), 0.0))
+    if not acquired:
+        raise RequestTimeout("other requests kept the machine busy past the time limit: try again in a moment")
+    try:
+        result = None
+        for _ in range(warmup):
+            result = call()
+            _check(deadline)
+        samples = []
         for _ in range(runs):
             began = time.perf_counter()
             result = call()
             wall_ms = (time.perf_counter() - began) * 1e3
             samples.append(sample_ms(result, wall_ms) if sample_ms else wall_ms)
             _check(deadline)
+    finally:
+        MEASURE_LOCK.release()
     return result, LatencyStats.from_samples(samples)
 
 
