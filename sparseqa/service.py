@@ -45,10 +45,23 @@ class Limits:
             ("max_runs", int),
             ("request_timeout_s", float),
         ):
-            raw = os.environ.get(f"SPARSEQA_{name.upper()}")
+            variable = f"SPARSEQA_{name.upper()}"
+            raw = os.environ.get(variable)
             if raw:
-                values[name] = kind(raw)
+                values[name] = _positive(variable, raw, kind)
         return cls(**values)
+
+
+def _positive(variable: str, raw: str, kind: type[int] | type[float]) -> int | float:
+    """An environment variable's value as a positive number, or a ValueError naming the variable."""
+    try:
+        value = kind(raw)
+        if value > 0:
+            return value
+    except ValueError:
+        pass
+    number = "whole number" if kind is int else "number of seconds"
+    raise ValueError(f"{variable}={raw!r} is not a positive {number}: fix or unset it")
 
 
 @dataclass(frozen=True)
