@@ -80,6 +80,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         precision=args.precision,
         threads=args.threads,
     )
+    settings.limits.check(passage, args.question, args.runs)
     service = QAService.load(settings, compare=args.compare, report=lambda line: print(line, file=sys.stderr))
     comparison = service.ask(passage, args.question, runs=args.runs, warmup=args.warmup, top_k=args.top_k)
     if args.json:

@@ -46,6 +46,14 @@ class Span:
     score: float
 
 
+def check_text(question: str, passage: str) -> None:
+    """Refuse an empty question or passage; cheap, so callers can check before loading a model."""
+    if not question.strip():
+        raise InputError("the question is empty: type a question about the passage")
+    if not passage.strip():
+        raise InputError("the passage is empty: paste the text the answer should come from")
+
+
 def encode(
     tokenizer: PreTrainedTokenizerFast,
     question: str,
@@ -60,11 +68,8 @@ def encode(
     passage tokens so an answer near a window edge is seen whole in the next one. More than ``max_windows``
     windows is refused rather than searched partially.
     """
+    check_text(question, passage)
     question = question.strip()
-    if not question:
-        raise InputError("the question is empty: type a question about the passage")
-    if not passage.strip():
-        raise InputError("the passage is empty: paste the text the answer should come from")
     lock = _tokenizer_lock(tokenizer)
     with lock:
         question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])

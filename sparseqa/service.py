@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .decoding import InputError
+from .decoding import InputError, check_text
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, ModelLoadError, card_for
 from .runtimes import Answer, QAEngine, load_engine
 from .timing import LatencyStats, repeat
@@ -50,6 +50,20 @@ class Limits:
             if raw:
                 values[name] = _positive(variable, raw, kind)
         return cls(**values)
+
+    def check(self, passage: str, question: str, runs: int) -> None:
+        """Refuse an empty or oversized request, naming the limit; cheap, so callers can check before loading models."""
+        check_text(question, passage)
+        if len(passage) > self.max_passage_chars:
+            raise InputError(
+                f"the passage has {len(passage):,} characters; the limit is {self.max_passage_chars:,}: shorten it"
+            )
+        if len(question) > self.max_question_chars:
+            raise InputError(
+                f"the question has {len(question):,} characters; the limit is {self.max_question_chars:,}: shorten it"
+            )
+        if not 1 <= runs <= self.max_runs:
+            raise InputError(f"timed runs must be between 1 and {self.max_runs}")
 
 
 def _positive(variable: str, raw: str, kind: type[int] | type[float]) -> int | float:
@@ -183,20 +197,6 @@ class QAService:
         engines += [None] * (2 - len(engines))
         return cls(settings, engines[0], engines[1], error)
 
-    def check(self, passage: str, question: str, runs: int) -> None:
-        """Refuse a request over the limits, naming the limit."""
-        limits = self.settings.limits
-        if len(passage) > limits.max_passage_chars:
-            raise InputError(
-                f"the passage has {len(passage):,} characters; the limit is {limits.max_passage_chars:,}: shorten it"
-            )
-        if len(question) > limits.max_question_chars:
-            raise InputError(
-                f"the question has {len(question):,} characters; the limit is {limits.max_question_chars:,}: shorten it"
-            )
-        if not 1 <= runs <= limits.max_runs:
-            raise InputError(f"timed runs must be between 1 and {limits.max_runs}")
-
     def ask(self, passage: str, question: str, *, runs: int = 3, warmup: int = 1, top_k: int = 3) -> Comparison:
         """Answer with the sparse model and the dense baseline, timing each over ``runs`` runs after ``warmup``.
 
@@ -204,7 +204,7 @@ class QAService:
         """
         if self.sparse is None:
             raise RuntimeError(self.load_error or "no sparse model is loaded")
-        self.check(passage, question, runs)
+        self.settings.limits.check(passage, question, runs)
         deadline = time.monotonic() + self.settings.limits.request_timeout_s
         answer = self._timed(self.sparse, passage, question, runs, warmup, top_k, deadline)
         dense = self._timed(self.dense, passage, question, runs, warmup, top_k, deadline) if self.dense else None
