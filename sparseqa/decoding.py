@@ -12,9 +12,12 @@ import unicodedata
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from transformers import BatchEncoding, PreTrainedTokenizerFast
+
+if TYPE_CHECKING:  # transformers takes seconds to import; the CLI's argument errors should not wait for it
+    from transformers import BatchEncoding, PreTrainedTokenizerFast
 
 MAX_LENGTH = 384
 STRIDE = 128
