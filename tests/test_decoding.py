@@ -25,17 +25,14 @@ def passage_tokens(encoding, window: int = 0) -> list[int]:
     return [position for position, sequence in enumerate(encoding.sequence_ids(window)) if sequence == 1]
 
 
-def token_range(encoding, passage: str, text: str, window: int = 0, occurrence: int = 0) -> tuple[int, int]:
-    """First and last token of ``text`` (its ``occurrence``-th appearance in ``passage``) in ``window``."""
-    begin = -1
-    for _ in range(occurrence + 1):
-        begin = passage.index(text, begin + 1)
-    first = encoding.char_to_token(window, begin, sequence_index=1)
+def token_range(encoding, passage: str, text: str, window: int = 0) -> tuple[int, int]:
+    """First and last token of the first ``text`` in ``passage``, in ``window``."""
+    begin = passage.index(text)
+    tokens = [encoding.char_to_token(window, char, sequence_index=1) for char in range(begin, begin + len(text))]
     # Characters the normalizer drops (trailing accents, controls) belong to no token: take the last one that does.
-    tokens = (encoding.char_to_token(window, char, sequence_index=1) for char in reversed(range(begin, begin + len(text))))
-    last = next((token for token in tokens if token is not None), None)
-    assert first is not None and last is not None, f"{text!r} is not whole in window {window}"
-    return first, last
+    last = next((token for token in reversed(tokens) if token is not None), None)
+    assert tokens[0] is not None and last is not None, f"{text!r} is not whole in window {window}"
+    return tokens[0], last
 
 
 def planted_logits(encoding, plants: list[tuple[int, int, int]], high: float = 8.0):

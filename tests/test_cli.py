@@ -1,0 +1,170 @@
+"""``python -m sparseqa ask | inspect | export`` end to end, in subprocesses, on the tiny models.
+
+The commands start together (each pays the library imports) once the session's IR cache, which the subprocesses
+inherit through SPARSEQA_CACHE, holds the tiny model's fp32 and int8 IR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparseqa.models import ModelLoadError, resolve
+from sparseqa.runtimes import _load_tokenizer, cached_ir
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = json.loads((REPO / "assets" / "examples.json").read_text(encoding="utf-8"))
+PASSAGE, QUESTION = EXAMPLES[11]["passage"], EXAMPLES[11]["question"]  # non-ASCII text
+ANSWER_KEYS = {"answer", "start", "end", "score", "latency_ms", "model", "runtime", "precision"}
+UNKNOWN_MODEL = "nobody-here/no-such-model"
+
+
+@pytest.fixture(scope="module")
+def cli(tiny_sparse_model, tiny_dense_model, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """Every command's finished process, by name."""
+    local = resolve(str(tiny_sparse_model))
+    cached_ir(local, _load_tokenizer(local), quantized=True, calibration_samples=300)  # fp32 and int8
+    files = tmp_path_factory.mktemp("cli")
+    (files / "latin1.txt").write_bytes("Ça coûte cher.".encode("latin-1"))
+    sparse, dense = str(tiny_sparse_model), str(tiny_dense_model)
+    ask = ["ask", "--model", sparse, "--question", QUESTION, "--context", PASSAGE, "--runs", "2"]
+    on_pytorch = ["--runtime", "pytorch", "--precision", "fp32"]  # no OpenVINO import: a faster subprocess
+    commands = {
+        "ask json": ask + ["--json"],
+        "ask compare json": ask + ["--dense-model", dense, "--compare", "--json", "--precision", "fp32"],
+        "ask text": ask + ["--dense-model", dense, "--compare", "--top-k", "2", *on_pytorch],
+        "inspect json": ["inspect", "--model", sparse, "--json"],
+        "export fp32": ["export", "--model", sparse, "--out", str(files / "fp32")],
+        "export int8": ["export", "--model", sparse, "--precision", "int8", "--out", str(files / "int8")],
+        "unknown model": ["ask", "--model", UNKNOWN_MODEL, "-q", QUESTION, "-c", PASSAGE],
+        "empty question": ["ask", "--model", sparse, "-q", "  ", "-c", PASSAGE],
+        "invalid utf-8": ["ask", "--model", sparse, "-q", QUESTION, "--context-file", str(files / "latin1.txt")],
+        "missing file": ["ask", "--model", sparse, "-q", QUESTION, "--context-file", str(files / "missing.txt")],
+        "synthetic and model": ["ask", "--synthetic", "--model", sparse, "-q", QUESTION, "-c", PASSAGE],
+    }
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+
+    def run(arguments: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "sparseqa", *arguments],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        finished = dict(zip(commands, pool.map(run, commands.values())))
+    finished["files"] = files
+    return finished
+
+
+def succeeded(process: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert process.returncode == 0, process.stderr
+    assert "Traceback" not in process.stderr
+    return process
+
+
+def failed_with(process: subprocess.CompletedProcess, code: int) -> str:
+    """The last stderr line of a command that failed cleanly with ``code``."""
+    assert process.returncode == code, process.stdout + process.stderr
+    assert "Traceback" not in process.stderr
+    return process.stderr.strip().splitlines()[-1]
+
+
+def test_ask_json_has_the_answer_its_offsets_and_latency(cli):
+    result = json.loads(succeeded(cli["ask json"]).stdout)
+
+    assert ANSWER_KEYS <= set(result)
+    assert PASSAGE[result["start"] : result["end"]] == result["answer"] != ""
+    assert 0 < result["score"] <= 1 and result["latency_ms"] > 0
+    assert (result["runtime"], result["precision"], result["runs"]) == ("openvino", "int8", 2)
+    assert "dense" not in result and "speedup" not in result
+
+
+def test_ask_compare_json_adds_the_dense_answer_and_the_speedup(cli):
+    result = json.loads(succeeded(cli["ask compare json"]).stdout)
+
+    assert ANSWER_KEYS <= set(result["dense"])
+    assert (result["dense"]["runtime"], result["dense"]["precision"]) == ("pytorch", "fp32")
+    assert PASSAGE[result["dense"]["start"] : result["dense"]["end"]] == result["dense"]["answer"]
+    assert result["speedup"] == pytest.approx(result["dense"]["latency_ms"] / result["latency_ms"])
+    assert isinstance(result["agree"], bool)
+
+
+def test_ask_prints_both_answers_their_latency_and_the_speedup(cli):
+    output = succeeded(cli["ask text"]).stdout
+
+    answers = re.findall(r"answer: '(.*)'  \(characters (\d+)-(\d+), p=0\.\d{3}\)", output)
+    assert len(answers) == 2
+    for text, start, end in answers:
+        assert PASSAGE[int(start) : int(end)] == text
+    assert len(re.findall(r"#2: '.*'  \(p=0\.\d{3}\)", output)) == 2
+    assert len(re.findall(r"latency: median \d+\.\d ms, p90 \d+\.\d ms over 2 runs", output)) == 2
+    assert re.search(r"speedup vs dense: \d+\.\d\dx; both models chose (the same span|different spans)", output)
+
+
+def test_inspect_json_reads_eighty_percent_zero_blocks(cli):
+    report = json.loads(succeeded(cli["inspect json"]).stdout)
+
+    assert report["block_zeros"] == pytest.approx(0.8, abs=0.01)
+    assert report["zeros"] == pytest.approx(0.8, abs=0.01)
+    assert report["matrices"] == 12 and len(report["per_layer"]) == 2
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_export_writes_a_directory_optimum_intel_loads(cli, precision):
+    process = succeeded(cli[f"export {precision}"])
+    out = cli["files"] / precision
+    assert f"wrote {precision} OpenVINO IR of" in process.stdout
+    for name in ("openvino_model.xml", "openvino_model.bin", "config.json", "tokenizer.json"):
+        assert (out / name).is_file(), name
+    from optimum.intel import OVModelForQuestionAnswering
+    from transformers import AutoTokenizer
+
+    model = OVModelForQuestionAnswering.from_pretrained(out)
+    inputs = AutoTokenizer.from_pretrained(out)(QUESTION, PASSAGE, return_tensors="np")
+    output = model(**inputs)
+    assert output.start_logits.shape == inputs["input_ids"].shape
+    assert np.isfinite(output.start_logits).all()
+    has_int8_weights = 'element_type="i8"' in (out / "openvino_model.xml").read_text()
+    assert has_int8_weights == (precision == "int8")
+
+
+def test_an_unknown_model_offline_fails_in_one_line_saying_what_to_pass(cli):
+    line = failed_with(cli["unknown model"], 1)
+
+    reason = "the Hugging Face hub is not reachable and the model is not in the local cache"
+    assert line == f"error: {ModelLoadError(UNKNOWN_MODEL, reason)}"
+    assert "pass --model PATH for a local copy or --synthetic for a latency-only demo" in line
+
+
+def test_an_empty_question_fails_before_loading_any_model(cli):
+    process = cli["empty question"]
+    assert failed_with(process, 1) == "error: the question is empty: type a question about the passage"
+    assert "loading" not in process.stderr
+
+
+def test_a_context_file_that_is_not_utf8_names_the_byte(cli):
+    path = cli["files"] / "latin1.txt"
+    assert failed_with(cli["invalid utf-8"], 1) == f"error: {path} is not valid UTF-8 (byte 0): save it as UTF-8 text"
+
+
+def test_a_missing_context_file_is_named(cli):
+    path = cli["files"] / "missing.txt"
+    assert failed_with(cli["missing file"], 1) == f"error: cannot read {path}: No such file or directory"
+
+
+def test_synthetic_with_a_model_is_a_usage_error(cli):
+    process = cli["synthetic and model"]
+    assert failed_with(process, 2).endswith("error: --synthetic and --model exclude each other: pass one")
+    assert process.stderr.startswith("usage:")
