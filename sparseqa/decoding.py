@@ -7,6 +7,7 @@ maps them back to exact substrings of the passage.
 
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
 import weakref
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # transformers takes seconds to import; the CLI's argument er
 MAX_LENGTH = 384
 STRIDE = 128
 MAX_ANSWER_TOKENS = 30
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class InputError(ValueError):
@@ -50,11 +52,19 @@ class Span:
 
 
 def check_text(question: str, passage: str) -> None:
-    """Refuse an empty question or passage; cheap, so callers can check before loading a model."""
+    """Refuse an empty or malformed question or passage; cheap, so callers can check before loading a model."""
     if not question.strip():
         raise InputError("the question is empty: type a question about the passage")
     if not passage.strip():
         raise InputError("the passage is empty: paste the text the answer should come from")
+    for name, text in (("question", question), ("passage", passage)):
+        # Lone surrogates come from undecodable command-line bytes or escaped JSON; the tokenizer cannot take them.
+        malformed = LONE_SURROGATE.search(text)
+        if malformed:
+            raise InputError(
+                f"the {name} is not valid Unicode (character {malformed.start()} is a lone surrogate): "
+                "enter it as UTF-8 text"
+            )
 
 
 def encode(

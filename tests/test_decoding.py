@@ -282,6 +282,19 @@ def test_unanswerable_input_is_an_input_error_saying_what_to_do(tokenizer, quest
         encode(tokenizer, question, passage)
 
 
+@pytest.mark.parametrize(
+    ("question", "passage", "message"),
+    [
+        ("what \udcff?", PASSAGE, r"the question is not valid Unicode \(character 5 is a lone surrogate\)"),
+        (QUESTION, "abc \ud800 def", r"the passage is not valid Unicode \(character 4 is a lone surrogate\)"),
+    ],
+)
+def test_lone_surrogates_are_an_input_error_not_a_tokenizer_crash(tokenizer, question, passage, message):
+    # Python decodes undecodable command-line bytes to lone surrogates; the Rust tokenizer refuses them with a TypeError.
+    with pytest.raises(InputError, match=message + ": enter it as UTF-8 text"):
+        encode(tokenizer, question, passage)
+
+
 def test_a_question_too_long_for_the_window_is_refused_with_the_limit(tokenizer):
     question = " ".join(["the"] * 300) + "?"
     with pytest.raises(InputError, match=r"question is too long \(301 tokens\): keep it under 253 tokens"):
