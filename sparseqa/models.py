@@ -153,7 +153,7 @@ def build_synthetic(sparse: bool = True, *, directory: Path | None = None, seed:
     """
     name = f"synthetic-{'sparse' if sparse else 'dense'}-v{SYNTHETIC_VERSION}-seed{seed}"
     target = directory or cache_root() / "models" / name
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if _is_built(target):
         return target
     from transformers import BertConfig, BertForQuestionAnswering
     import torch
@@ -169,12 +169,21 @@ def build_synthetic(sparse: bool = True, *, directory: Path | None = None, seed:
         model.save_pretrained(staging)
         build_tokenizer().save_pretrained(staging)
         (staging / "sparseqa.json").write_text(json.dumps({"synthetic": True, "sparse": sparse, "seed": seed}))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        # Another process may have built the same model meanwhile and be loading it: keep theirs, never delete it.
+        if not _is_built(target):
+            shutil.rmtree(target, ignore_errors=True)
+            try:
+                os.replace(staging, target)
+            except OSError:
+                if not _is_built(target):
+                    raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _is_built(directory: Path) -> bool:
+    return (directory / "config.json").is_file() and (directory / "model.safetensors").is_file()
 
 
 def prune_blocks(model, sparsity: float, block: int = BLOCK, *, seed: int = 0) -> None:
