@@ -124,7 +124,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the OpenVINO IR (with tokenizer and config) of a model to a directory."""
     from .models import resolve
-    from .runtimes import _load_tokenizer, cached_ir
+    from .runtimes import COMPLETE_MARKER, _load_tokenizer, cached_ir
 
     if args.precision == "bf16":
         raise UsageError(
@@ -133,11 +133,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     model, _ = chosen_models(args)
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"{out} exists and is not empty: choose a new directory")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not an empty directory: choose a new directory")
     local = resolve(model)
     ir = cached_ir(local, _load_tokenizer(local), quantized=args.precision == "int8", calibration_samples=args.calibration_samples)
-    shutil.copytree(ir, out, dirs_exist_ok=True)
+    # File by file into a directory made with the user's umask: copytree would carry over the cache's private 0700.
+    out.mkdir(parents=True, exist_ok=True)
+    for file in ir.iterdir():
+        if file.name != COMPLETE_MARKER:
+            shutil.copy2(file, out / file.name)
     print(f"wrote {args.precision} OpenVINO IR of {model} to {out}")
     return 0
 
