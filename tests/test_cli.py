@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from sparseqa.models import ModelLoadError, resolve
-from sparseqa.runtimes import _load_tokenizer, cached_ir
+from sparseqa.runtimes import COMPLETE_MARKER, _load_tokenizer, cached_ir
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = json.loads((REPO / "assets" / "examples.json").read_text(encoding="utf-8"))
@@ -128,6 +129,10 @@ def test_export_writes_a_directory_optimum_intel_loads(cli, precision):
     assert f"wrote {precision} OpenVINO IR of" in process.stdout
     for name in ("openvino_model.xml", "openvino_model.bin", "config.json", "tokenizer.json"):
         assert (out / name).is_file(), name
+    assert not (out / COMPLETE_MARKER).exists(), "the cache's own marker stays in the cache"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask, "the directory gets the user's usual permissions"
     from optimum.intel import OVModelForQuestionAnswering
     from transformers import AutoTokenizer
 
