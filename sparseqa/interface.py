@@ -298,14 +298,12 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                             label="Passage",
                             lines=9,
                             max_lines=18,
-                            max_length=limits.max_passage_chars,
                             placeholder="Paste the text the answer should come from",
                         )
                     with gr.Column(scale=2):
                         question = gr.Textbox(
                             label="Question",
                             lines=1,
-                            max_length=limits.max_question_chars,
                             placeholder="Ask about the passage, then press Enter",
                         )
                         runs = gr.Slider(
