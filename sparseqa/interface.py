@@ -449,7 +449,7 @@ def app_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPars
     """``python app.py`` arguments; each defaults to an environment variable so a hosted Space can set it."""
     parser = argparse.ArgumentParser(
         prog="python app.py",
-        description="Web demo: Intel's 80%% 1x4 block-sparse BERT (OpenVINO) beside a dense baseline.",
+        description="Web demo: Intel's 80% 1x4 block-sparse BERT (OpenVINO) beside a dense baseline.",
         epilog="Environment: SPARSEQA_MODEL, SPARSEQA_DENSE_MODEL, SPARSEQA_PRECISION, SPARSEQA_SYNTHETIC=1, "
         "SPARSEQA_HOST (or GRADIO_SERVER_NAME), SPARSEQA_PORT (or GRADIO_SERVER_PORT), SPARSEQA_SHARE=1, "
         "SPARSEQA_AUTH=user:password; limits: SPARSEQA_MAX_PASSAGE_CHARS, SPARSEQA_MAX_RUNS and the like.",
