@@ -69,7 +69,7 @@ def read_passage(args: argparse.Namespace) -> str:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer one question, optionally beside the dense baseline, and print it (or JSON)."""
-    from .service import QAService, Settings
+    from .service import Limits, QAService, Settings
 
     sparse, dense = chosen_models(args)
     passage = read_passage(args)
@@ -79,6 +79,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         precision=args.precision,
         threads=args.threads,
+        limits=Limits.from_env(),
     )
     settings.limits.check(passage, args.question, args.runs)
     service = QAService.load(settings, compare=args.compare, report=lambda line: print(line, file=sys.stderr))
