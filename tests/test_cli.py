@@ -50,21 +50,22 @@ def cli(tiny_sparse_model, tiny_dense_model, tmp_path_factory) -> dict[str, subp
         "invalid utf-8": ["ask", "--model", sparse, "-q", QUESTION, "--context-file", str(files / "latin1.txt")],
         "missing file": ["ask", "--model", sparse, "-q", QUESTION, "--context-file", str(files / "missing.txt")],
         "synthetic and model": ["ask", "--synthetic", "--model", sparse, "-q", QUESTION, "-c", PASSAGE],
+        "passage over the limit": ["ask", "--model", sparse, "-q", QUESTION, "-c", PASSAGE],
     }
-    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    environments = {"passage over the limit": {"SPARSEQA_MAX_PASSAGE_CHARS": "50"}}
 
-    def run(arguments: list[str]) -> subprocess.CompletedProcess:
+    def run(name: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "sparseqa", *arguments],
+            [sys.executable, "-m", "sparseqa", *commands[name]],
             cwd=REPO,
-            env=env,
+            env=os.environ | {"HF_HUB_OFFLINE": "1"} | environments.get(name, {}),
             capture_output=True,
             text=True,
             timeout=300,
         )
 
     with ThreadPoolExecutor(max_workers=3) as pool:
-        finished = dict(zip(commands, pool.map(run, commands.values())))
+        finished = dict(zip(commands, pool.map(run, commands)))
     finished["files"] = files
     return finished
 
@@ -173,3 +174,8 @@ def test_synthetic_with_a_model_is_a_usage_error(cli):
     process = cli["synthetic and model"]
     assert failed_with(process, 2).endswith("error: --synthetic and --model exclude each other: pass one")
     assert process.stderr.startswith("usage:")
+
+
+def test_ask_honours_the_limits_set_in_the_environment(cli):
+    line = failed_with(cli["passage over the limit"], 1)
+    assert line == f"error: the passage has {len(PASSAGE):,} characters; the limit is 50: shorten it"
