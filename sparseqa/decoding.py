@@ -24,6 +24,7 @@ MAX_LENGTH = 384
 STRIDE = 128
 MAX_ANSWER_TOKENS = 30
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+CLS_POSITION = 0  # BERT windows are [CLS] question [SEP] passage [SEP]
 
 
 class InputError(ValueError):
@@ -138,9 +139,10 @@ def best_spans(
     """The ``top_k`` most probable distinct answer spans over all windows, best first.
 
     Spans lie inside the passage, end at or after their start and are at most ``max_answer_tokens`` long. The
-    score is the probability p(start) * p(end), each a softmax over the passage tokens of its window, as the
-    transformers 4.x pipeline computed it. A span that starts or ends inside a word is widened to whole words (a
-    word cut by a window edge included); a span found in two overlapping windows keeps its higher score.
+    score is the probability p(start) * p(end), each a softmax over the passage tokens and [CLS] of its window, as
+    the transformers 4.x pipeline computed it ([CLS] takes the "no answer" share but is never an answer). A span
+    that starts or ends inside a word is widened to whole words (a word cut by a window edge included); a span
+    found in two overlapping windows keeps its higher score.
     """
     words = _passage_words(encoding)
     best: dict[tuple[int, int], float] = {}
@@ -148,8 +150,9 @@ def best_spans(
         positions = np.flatnonzero(np.array(encoding.sequence_ids(window), dtype=object) == 1)
         if not positions.size:
             continue
-        log_start = _log_softmax(start_logits[window, positions].astype(np.float64))
-        log_end = _log_softmax(end_logits[window, positions].astype(np.float64))
+        scored = np.concatenate(([CLS_POSITION], positions))
+        log_start = _log_softmax(start_logits[window, scored].astype(np.float64))[1:]
+        log_end = _log_softmax(end_logits[window, scored].astype(np.float64))[1:]
         pair = log_start[:, None] + log_end[None, :]
         offset = positions[None, :] - positions[:, None]
         pair[(offset < 0) | (offset >= max_answer_tokens)] = -np.inf

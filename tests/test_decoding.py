@@ -45,9 +45,10 @@ def planted_logits(encoding, plants: list[tuple[int, int, int]], high: float = 8
     return start, end
 
 
-def probability(high: float, tokens: int) -> float:
-    """p(start) * p(end) of a span whose start and end logit is ``high`` among ``tokens`` zero-logit tokens."""
-    one = np.exp(high) / (np.exp(high) + tokens - 1)
+def probability(high: float, tokens: int, cls: float = 0.0) -> float:
+    """p(start) * p(end) of a span whose start and end logit is ``high``, the window's other ``tokens - 1`` passage
+    tokens having logit 0 and [CLS] ``cls``: like the transformers 4.x pipeline, [CLS] shares the softmax."""
+    one = np.exp(high) / (np.exp(high) + tokens - 1 + np.exp(cls))
     return float(one * one)
 
 
@@ -82,7 +83,7 @@ def test_question_special_and_padding_tokens_are_never_chosen(tokenizer):
     spans = best_spans(start, end, encoding, passage, top_k=5)
 
     assert spans[0].text == "lighthouse"
-    assert spans[0].score == pytest.approx(probability(3.0, len(passage_tokens(encoding, 1))))
+    assert spans[0].score == pytest.approx(probability(3.0, len(passage_tokens(encoding, 1)), cls=50.0))
     assert all(0 <= span.start < span.end <= len(passage) for span in spans)
 
 
@@ -145,8 +146,8 @@ def test_scores_of_all_valid_spans_of_a_window_sum_to_at_most_one(tokenizer):
     spans = best_spans(start, end, encoding, PASSAGE, top_k=len(tokens) ** 2)
 
     assert 0 < sum(span.score for span in spans) <= 1 + 1e-9
-    p_start = np.exp(start[0, tokens]) / np.exp(start[0, tokens]).sum()
-    p_end = np.exp(end[0, tokens]) / np.exp(end[0, tokens]).sum()
+    p_start = np.exp(start[0, tokens]) / (np.exp(start[0, tokens]).sum() + np.exp(start[0, 0]))
+    p_end = np.exp(end[0, tokens]) / (np.exp(end[0, tokens]).sum() + np.exp(end[0, 0]))
     best_pair = max(
         p_start[i] * p_end[j] for i in range(len(tokens)) for j in range(i, min(i + MAX_ANSWER_TOKENS, len(tokens)))
     )
