@@ -15,6 +15,7 @@ import gc
 import itertools
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .calibration import example_pairs
 from .hardware import Machine, library_versions, machine
@@ -36,8 +37,8 @@ MIN_SEQ_LEN = 32
 MAX_SEQ_LEN = 512  # BERT's position embeddings
 TABLE_COLUMNS = ["model", "runtime", "precision", "seq_len", "median_ms", "p90_ms", "speedup", "vs dense same runtime"]
 SPARSE_WEIGHTS_RUNTIME = "openvino + sparse weights"
-# Other work using half the cores or more when the run starts makes its timings unreliable.
-BUSY_LOAD_PER_CORE = 0.5
+# Other processes taking this share of the CPU or more while the timings run make them unreliable.
+BUSY_SHARE = 0.1
 
 # Called as progress(fraction_done, description): the shape gradio.Progress accepts, so a handler can pass its own.
 ProgressCallback = Callable[[float, str], object]
@@ -97,6 +98,11 @@ class Configuration:
         return f"{self.role} · {self.runtime_label} {self.precision}"
 
     @property
+    def is_baseline(self) -> bool:
+        """Whether this is the dense model on PyTorch fp32, which every ``speedup`` divides."""
+        return (self.role, self.runtime, self.precision) == ("dense", "pytorch", "fp32")
+
+    @property
     def same_runtime_key(self) -> tuple[str, str]:
         """The (runtime, precision) its dense counterpart ran at: decompression only changes sparse weights."""
         return self.runtime, self.precision
@@ -148,7 +154,7 @@ class BenchResult:
     date: str
     rows: list[BenchRow]
     absent: list[Absent] = field(default_factory=list)
-    load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load before the first and after the last measurement
+    other_cpu_share: float | None = None  # see OtherCpuUse
 
     def table(self) -> pd.DataFrame:
         """One row per configuration and sequence length, grouped by length, the dense PyTorch baseline first."""
@@ -181,7 +187,7 @@ class BenchResult:
             },
             "libraries": self.versions,
             "date": self.date,
-            "load_average_1m": {"before": self.load_average[0], "after": self.load_average[1]},
+            "other_cpu_share": self.other_cpu_share,
         }
 
     def as_dict(self) -> dict:
@@ -203,13 +209,16 @@ class BenchResult:
     def headline(self) -> str | None:
         """The fastest sparse configuration against the dense PyTorch fp32 baseline at the longest sequence."""
         longest = max(self.settings.seq_lens)
-        sparse_rows = [row for row in self.rows if row.seq_len == longest and row.configuration.role == "sparse"]
+        at_longest = [row for row in self.rows if row.seq_len == longest]
+        sparse_rows = [row for row in at_longest if row.configuration.role == "sparse"]
         if not sparse_rows:
             return None
         best = max(sparse_rows, key=lambda row: row.speedup)
+        (baseline,) = [row for row in at_longest if row.configuration.is_baseline]
         return (
-            f"at {longest} tokens, {best.configuration.name} took {best.latency.median_ms:.1f} ms (median), "
-            f"{best.speedup:.2f}x faster than dense · pytorch fp32"
+            f"at {longest} tokens the fastest sparse configuration, {best.configuration.name}, took "
+            f"{best.latency.median_ms:.1f} ms (median) against {baseline.latency.median_ms:.1f} ms for "
+            f"{baseline.configuration.name}: speedup {best.speedup:.2f}x"
         )
 
     def summary_lines(self) -> list[str]:
@@ -219,12 +228,17 @@ class BenchResult:
             f"{self.threads} threads for every runtime; batch 1; median and p90 of {self.settings.runs} timed runs "
             f"after {self.settings.warmup} warm-up runs",
         ]
-        if self.load_average[0] >= BUSY_LOAD_PER_CORE * self.machine.logical_cores:
+        if self.other_cpu_share is not None and self.other_cpu_share >= BUSY_SHARE:
             lines.append(
-                f"warning: the machine was busy before the run (1-minute load average {self.load_average[0]:.1f} on "
-                f"{self.machine.logical_cores} cores): the timings are noisy; re-run when it is idle"
+                f"warning: other work (other processes, or the hypervisor of a VM) used {self.other_cpu_share:.0%} of "
+                "the CPU while the timings ran: they are noisy; re-run when the machine is idle"
             )
         lines += [f"absent: {item.configuration}: {item.reason}" for item in self.absent]
+        if not (self.machine.avx512_vnni or self.machine.amx):
+            lines.append(
+                "note: this CPU has neither AVX-512 VNNI nor AMX, the int8 dot-product instructions OpenVINO's int8 "
+                "kernels are built for, so int8 may gain little over fp32 here"
+            )
         headline = self.headline()
         if headline:
             lines.append(headline)
@@ -297,6 +311,52 @@ def measure(engine: QAEngine, seq_len: int, runs: int, warmup: int) -> LatencySt
     return stats
 
 
+class OtherCpuUse:
+    """The share of all cores' time that other processes used inside its ``with`` blocks (None off Linux).
+
+    Every busy tick in ``/proc/stat`` (hypervisor steal included) that this process's own CPU time does not explain
+    belongs to someone else; unlike the load average it does not lag, nor count this process's earlier work.
+    """
+
+    def __init__(self) -> None:
+        self._other_s = 0.0
+        self._wall_s = 0.0
+        self._started: tuple[float, float, float] | None = None
+        self._readable = _busy_cpu_seconds() is not None
+
+    def __enter__(self) -> OtherCpuUse:
+        if self._readable:
+            self._started = (_busy_cpu_seconds(), time.process_time(), time.monotonic())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._started is None:
+            return
+        busy_s, own_s, wall_s = self._started
+        self._other_s += (_busy_cpu_seconds() - busy_s) - (time.process_time() - own_s)
+        self._wall_s += time.monotonic() - wall_s
+        self._started = None
+
+    @property
+    def share(self) -> float | None:
+        """Other processes' CPU time over the wall time of all cores, from 0 (idle machine) to 1."""
+        if not self._readable or self._wall_s == 0:
+            return None
+        return min(max(self._other_s / (self._wall_s * (os.cpu_count() or 1)), 0.0), 1.0)
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all cores spent not idle since boot, from ``/proc/stat``; None where it cannot be read."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            ticks = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle, iowait = ticks[3], ticks[4] if len(ticks) > 4 else 0
+    # Fields 9 and 10 (guest time) are already counted in user and nice.
+    return (sum(ticks[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
 def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
     """Measure every configuration ``plan`` chooses at every sequence length, one engine in memory at a time.
 
@@ -309,7 +369,7 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
     seq_lens = sorted(set(settings.seq_lens))
     configurations, absent = plan(settings)
     steps = len(configurations) * (1 + len(seq_lens))
-    load_before = os.getloadavg()[0]
+    other_use = OtherCpuUse()
     done = 0
     measured: list[tuple[Configuration, int, LatencyStats]] = []
     for config in configurations:
@@ -319,12 +379,13 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
             config.runtime,
             config.precision,
             threads=threads,
-            sparse_decompression=config.sparse_decompression if config.runtime == "openvino" else None,
+            sparse_decompression=config.sparse_decompression,
         )
         done += 1
         for seq_len in seq_lens:
             report(done / steps, f"timing {config.name} at {seq_len} tokens")
-            measured.append((config, seq_len, measure(engine, seq_len, settings.runs, settings.warmup)))
+            with other_use:
+                measured.append((config, seq_len, measure(engine, seq_len, settings.runs, settings.warmup)))
             done += 1
         # One engine at a time: eight BERT-base engines together would hold several GiB.
         del engine
@@ -338,7 +399,7 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         rows=with_ratios(measured),
         absent=absent,
-        load_average=(load_before, os.getloadavg()[0]),
+        other_cpu_share=other_use.share,
     )
 
 
@@ -350,9 +411,10 @@ def with_ratios(measured: list[tuple[Configuration, int, LatencyStats]]) -> list
         for config, seq_len, stats in measured
         if config.role == "dense"
     }
+    baselines = {seq_len: stats.median_ms for config, seq_len, stats in measured if config.is_baseline}
     rows = []
     for config, seq_len, stats in measured:
-        baseline = dense_medians[(("pytorch", "fp32"), seq_len)]
+        baseline = baselines[seq_len]
         same_runtime = dense_medians.get((config.same_runtime_key, seq_len)) if config.role == "sparse" else None
         rows.append(
             BenchRow(
@@ -365,6 +427,9 @@ def with_ratios(measured: list[tuple[Configuration, int, LatencyStats]]) -> list
         )
     return rows
 
+
+# Latencies spread over more than this factor are drawn on a log scale, where a narrower spread would get few ticks.
+LOG_SCALE_SPREAD = 10
 
 # One colour per runtime and precision, so each dense/sparse pair shares a colour; dense dashed, sparse solid.
 COLOURS = {
@@ -401,11 +466,17 @@ def latency_figure(result: BenchResult) -> Figure:
         axes.set_xlabel("sequence length (tokens, batch 1)")
         axes.set_xticks(seq_lens)
         axes.grid(True, which="both", alpha=0.3)
-    latency_axes.set_yscale("log")
-    plain_numbers = FuncFormatter(lambda value, _: f"{value:g}")
-    latency_axes.yaxis.set_major_formatter(plain_numbers)
-    latency_axes.yaxis.set_minor_formatter(plain_numbers)
-    latency_axes.set_ylabel("forward-pass latency, median ms (bar to p90, log scale)")
+    medians = [row.latency.median_ms for row in result.rows]
+    if max(medians) > LOG_SCALE_SPREAD * min(medians):
+        latency_axes.set_yscale("log")
+        # Ticks at 1, 2 and 5 times powers of ten, written as plain milliseconds rather than 2×10².
+        latency_axes.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        latency_axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        latency_axes.yaxis.set_minor_formatter(NullFormatter())
+        latency_axes.set_ylabel("forward-pass latency, median ms (bar to p90, log scale)")
+    else:
+        latency_axes.set_ylim(bottom=0)
+        latency_axes.set_ylabel("forward-pass latency, median ms (bar to p90)")
     latency_axes.set_title("Latency")
     speedup_axes.axhline(1.0, color="black", linewidth=0.8)
     speedup_axes.set_ylabel("speedup over dense · pytorch fp32 (x)")

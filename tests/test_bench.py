@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sparseqa.bench import BenchSettings, plan, run_benchmark
+from sparseqa.bench import BenchSettings, OtherCpuUse, plan, run_benchmark
 from sparseqa.cli import main
 from sparseqa.hardware import Machine, machine
 from sparseqa.runtimes import default_threads
@@ -120,6 +121,7 @@ def test_json_header_describes_the_machine_and_threads(bench_run):
     assert header["isa"] == {"avx512_vnni": cpu.avx512_vnni, "avx512_bf16": cpu.avx512_bf16, "amx": cpu.amx}
     assert {"torch", "transformers", "openvino", "optimum-intel", "nncf"} <= set(header["libraries"])
     assert header["date"][:4].isdigit()
+    assert 0.0 <= header["other_cpu_share"] <= 1.0
     assert bench_run["json"]["settings"]["seq_lens"] == list(SEQ_LENS)
 
 
@@ -163,7 +165,8 @@ def test_api_reports_progress_and_returns_table_and_figure(tiny_sparse_model, ti
     assert len(table) == len(configurations)
     latency_axes = result.figure().axes[0]
     assert len(latency_axes.get_lines()) >= len(configurations)
-    assert latency_axes.get_yscale() == "log"
+    medians = [row.latency.median_ms for row in result.rows]
+    assert latency_axes.get_yscale() == ("log" if max(medians) > 10 * min(medians) else "linear")
     assert latency_axes.get_xlabel() and latency_axes.get_ylabel()
 
 
@@ -182,6 +185,19 @@ def test_plan_adds_bf16_and_sparse_decompression_where_the_cpu_has_them():
         "sparse · openvino + sparse weights int8",
     ]
     assert planned[0].role == "dense" and (planned[0].runtime, planned[0].precision) == ("pytorch", "fp32")
+
+
+def test_other_cpu_use_sees_a_process_spinning_beside_it():
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        meter = OtherCpuUse()
+        with meter:
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(1.5)"], check=True)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    # One spinning process keeps one core busy; the sleeping child and this process use next to none.
+    assert meter.share >= 0.5 / os.cpu_count()
 
 
 @pytest.mark.parametrize(
