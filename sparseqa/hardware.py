@@ -90,7 +90,9 @@ def _openvino_default_precision() -> str:
         hint = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
     except Exception:  # OpenVINO missing or no CPU plugin: report it rather than fail a status panel
         return "unknown"
-    return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(str(hint).split(".")[-1].lower(), str(hint))
+    # The hint is an ov.Type, whose str() is "<Type: 'float32'>"; its short type name is "f32", "bf16" or "f16".
+    name = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+    return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(name, name)
 
 
 def library_versions() -> dict[str, str]:
