@@ -30,9 +30,20 @@ def squad_train_pairs(count: int) -> list[tuple[str, str]]:
     return [(row["question"], row["context"]) for row in split]
 
 
+def calibration_mode() -> str:
+    """``examples`` when the bundled examples are forced (or the hub is off), else ``auto`` (SQuAD train if reachable).
+
+    Part of the int8 cache key, so an int8 model built from the bundled examples is not reused when they are not asked
+    for, nor the other way round.
+    """
+    if os.environ.get("SPARSEQA_CALIBRATION", "auto") == "examples" or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return "examples"
+    return "auto"
+
+
 def calibration_pairs(count: int) -> tuple[list[tuple[str, str]], str]:
     """Up to ``count`` calibration pairs and the name of where they came from."""
-    if os.environ.get("SPARSEQA_CALIBRATION", "auto") != "examples" and os.environ.get("HF_HUB_OFFLINE") != "1":
+    if calibration_mode() == "auto":
         try:
             return squad_train_pairs(count), "SQuAD v1.1 train"
         except Exception as error:  # no datasets package or no hub: the bundled examples still calibrate

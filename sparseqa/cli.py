@@ -7,7 +7,6 @@ loaded, bad input, a file that cannot be read) end with one line on stderr and e
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -174,9 +173,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             bar.set_description_str(description, refresh=False)
             bar.update(round(fraction * 100) - bar.n)
 
-        # NNCF draws its quantization progress on stdout; keep stdout for the table.
-        with contextlib.redirect_stdout(sys.stderr):
-            result = run_benchmark(settings, progress)
+        result = run_benchmark(settings, progress)
     lines = result.summary_lines()
     print("\n".join(lines[:2]))
     print(result.table().to_string(index=False, na_rep="-"))
@@ -304,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = argparse.ArgumentParser(
         prog="python -m sparseqa",
-        description="Question answering with Intel's 80%% 1x4 block-sparse BERT (OpenVINO) beside a dense baseline.",
+        description="Question answering with Intel's 80% 1x4 block-sparse BERT (OpenVINO) beside a dense baseline.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -8,7 +8,6 @@ EM/F1 beside the model card's.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -415,9 +414,7 @@ def run_configurations(
     runs = []
     for model, runtime, precision in configurations:
         report(f"loading {model} on {runtime} {precision} ...")
-        # Exporting and quantizing draw library progress bars on stdout, which belongs to the results.
-        with contextlib.redirect_stdout(sys.stderr):
-            engine = load_engine(model, runtime, precision, threads=threads)
+        engine = load_engine(model, runtime, precision, threads=threads)
         run = evaluate_engine(engine, questions, data, progress=progress)
         del engine
         save_result(run.summary())

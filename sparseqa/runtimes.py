@@ -8,11 +8,13 @@ request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import decoding
+from .calibration import calibration_mode, calibration_pairs
 from .decoding import Span
 from .hardware import library_versions, machine
 from .models import LocalModel, ModelLoadError, card_for, cache_root, is_synthetic, resolve
@@ -240,7 +243,7 @@ def load_engine(
         "NUM_STREAMS": "1",
         "INFERENCE_NUM_THREADS": str(threads),
     }
-    notes = []
+    notes = [note for note in [calibration_note(ir_dir)] if note]
     if precision in ("fp32", "bf16"):
         ov_config["INFERENCE_PRECISION_HINT"] = "f32" if precision == "fp32" else "bf16"
     if sparse_decompression:
@@ -277,6 +280,7 @@ def _first_line(error: Exception) -> str:
 # ---- the IR cache ----------------------------------------------------------------------------------------------
 
 COMPLETE_MARKER = "sparseqa-complete.json"
+CALIBRATION_FILE = "sparseqa-calibration.json"
 
 
 def cache_key(local: LocalModel, quantized: bool, calibration_samples: int) -> str:
@@ -286,7 +290,7 @@ def cache_key(local: LocalModel, quantized: bool, calibration_samples: int) -> s
     parts = [slug, local.revision[:12], "int8" if quantized else "fp32"]
     parts += [f"ov{versions['openvino']}", f"oi{versions['optimum-intel']}", f"tf{versions['transformers']}"]
     if quantized:
-        parts += [f"nncf{versions['nncf']}", f"cal{calibration_samples}"]
+        parts += [f"nncf{versions['nncf']}", f"cal{calibration_samples}{calibration_mode()}"]
     return "-".join(parts)
 
 
@@ -301,11 +305,13 @@ def cached_ir(local: LocalModel, tokenizer, *, quantized: bool, calibration_samp
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        if quantized:
-            source = cached_ir(local, tokenizer, quantized=False, calibration_samples=calibration_samples)
-            quantize_int8(source, tokenizer, staging, calibration_samples)
-        else:
-            export_ir(local, staging)
+        # Export and NNCF draw progress on stdout, which belongs to the caller's results (a table, JSON).
+        with contextlib.redirect_stdout(sys.stderr):
+            if quantized:
+                source = cached_ir(local, tokenizer, quantized=False, calibration_samples=calibration_samples)
+                quantize_int8(source, tokenizer, staging, calibration_samples)
+            else:
+                export_ir(local, staging)
         tokenizer.save_pretrained(staging)
         _mark_complete(staging)
         try:
@@ -336,8 +342,6 @@ def quantize_int8(fp32_dir: Path, tokenizer, out_dir: Path, calibration_samples:
     import nncf
     import openvino as ov
 
-    from .calibration import calibration_pairs
-
     pairs, source = calibration_pairs(calibration_samples)
     log.info("quantizing to int8 with NNCF on %d %s question/passage windows", len(pairs), source)
     core = ov.Core()
@@ -357,9 +361,16 @@ def quantize_int8(fp32_dir: Path, tokenizer, out_dir: Path, calibration_samples:
     ov.save_model(quantized, out_dir / "openvino_model.xml", compress_to_fp16=False)
     for name in ("config.json",):
         shutil.copy(fp32_dir / name, out_dir / name)
-    (out_dir / "sparseqa-calibration.json").write_text(
-        json.dumps({"source": source, "pairs": len(pairs), "windows": len(samples)})
-    )
+    (out_dir / CALIBRATION_FILE).write_text(json.dumps({"source": source, "pairs": len(pairs), "windows": len(samples)}))
+
+
+def calibration_note(ir_dir: Path) -> str | None:
+    """What an int8 IR was calibrated on, e.g. "int8 calibrated on 12 bundled example pairs (14 windows)"."""
+    try:
+        record = json.loads((ir_dir / CALIBRATION_FILE).read_text())
+        return f"int8 calibrated on {record['pairs']} {record['source']} pairs ({record['windows']} windows)"
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _mark_complete(directory: Path) -> None:

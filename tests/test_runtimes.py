@@ -270,6 +270,23 @@ def test_the_cache_key_changes_with_precision_revision_and_calibration(tiny_spar
     assert cache_key(local, False, 300) == cache_key(local, False, 100), "fp32 IR does not depend on calibration"
 
 
+def test_the_int8_cache_key_separates_forced_example_calibration_from_auto(tiny_sparse_model, monkeypatch):
+    local = resolve(str(tiny_sparse_model))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("SPARSEQA_CALIBRATION", "examples")
+    examples = cache_key(local, True, 300), cache_key(local, False, 300)
+    monkeypatch.setenv("SPARSEQA_CALIBRATION", "auto")
+    auto = cache_key(local, True, 300), cache_key(local, False, 300)
+    assert examples[0] != auto[0]
+    assert examples[1] == auto[1], "fp32 IR does not depend on calibration"
+
+
+def test_an_int8_engine_says_what_it_was_calibrated_on(openvino_int8):
+    example_count = len(EXAMPLES)
+    [note] = [note for note in openvino_int8.notes if note.startswith("int8 calibrated on")]
+    assert note.startswith(f"int8 calibrated on {example_count} bundled example pairs (")
+
+
 def test_changed_model_files_get_a_new_revision(tmp_path, tiny_dense_model):
     copy = tmp_path / "model"
     copy.mkdir()
