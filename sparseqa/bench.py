@@ -364,7 +364,8 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
     end with 1.0. Raises ValueError (settings) or ModelLoadError with a one-line message.
     """
     settings.check()
-    report = progress or (lambda fraction, description: None)
+    # Not `progress or ...`: gradio.Progress has a __len__ and is falsy before it tracks anything.
+    report = progress if progress is not None else (lambda fraction, description: None)
     threads = settings.threads or default_threads()
     seq_lens = sorted(set(settings.seq_lens))
     configurations, absent = plan(settings)

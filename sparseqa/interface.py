@@ -18,11 +18,15 @@ from typing import NamedTuple
 
 import gradio as gr
 import pandas as pd
+from matplotlib.figure import Figure
 
+from .bench import DEFAULT_SEQ_LENS, BenchResult, BenchSettings, ProgressCallback, run_benchmark
+from .bench import TABLE_COLUMNS as BENCH_COLUMNS  # the service's TABLE_COLUMNS are the Ask tab's
 from .cli import SYNTHETIC_NOTE, UsageError, add_model_arguments, chosen_models, quiet_libraries
 from .decoding import InputError
+from .evaluate import latest_result
 from .hardware import Machine, library_versions, machine
-from .models import ASSETS, DENSE_ID, SPARSE_ID, card_for
+from .models import ASSETS, DENSE_ID, SPARSE_ID, ModelLoadError, card_for
 from .runtimes import PRECISIONS
 from .service import TABLE_COLUMNS, Comparison, Limits, QAService, Settings
 from .sparsity import SparsityReport, inspect_model
@@ -47,6 +51,12 @@ THEME = gr.themes.Soft(primary_hue="blue", neutral_hue="slate").set(
     button_primary_text_color="white",
 )
 GENERIC_ERROR = "something went wrong while answering; the server log has the details"
+# The web benchmark is a short version of `python -m sparseqa bench`: the page stays responsive, the CLI goes long.
+BENCH_SEQ_LENS = DEFAULT_SEQ_LENS
+BENCH_DEFAULT_SEQ_LENS = [128, 384]
+BENCH_DEFAULT_RUNS = 3
+BENCH_MAX_RUNS = 10
+ACCURACY_COLUMNS = ["model", "source", "configuration", "exact match", "F1", "questions", "data", "date"]
 INTRO = (
     "Intel's BERT-base fine-tuned on SQuAD v1.1 with 80% of its encoder weights pruned in 1x4 blocks "
     "(Prune OFA), run with OpenVINO, answers beside a dense BERT-base run the usual way (transformers + PyTorch "
@@ -144,10 +154,65 @@ def ask(service: QAService, passage: str | None, question: str | None, runs: flo
     )
 
 
-def user_error(message: str) -> gr.Error:
+class BenchView(NamedTuple):
+    """What one web benchmark run shows: the outputs of the ``/benchmark`` API, in order."""
+
+    summary: str
+    table: pd.DataFrame
+    figure: Figure
+
+
+def benchmark(
+    service: QAService, seq_lens: list | None, runs: float | None, progress: ProgressCallback | None = None
+) -> BenchView:
+    """A short benchmark sweep of the page's two models (the CLI's ``bench`` code) at the chosen lengths.
+
+    Settings out of range, or a model that cannot be loaded, raise ``gr.Error`` with one line saying what to do.
+    """
+    if service.sparse is None:
+        raise user_error(f"no sparse model is loaded: {service.load_error or 'start the demo with a model'}")
+    settings = BenchSettings(
+        model=service.settings.model,
+        dense_model=service.settings.dense_model or DENSE_ID,
+        seq_lens=tuple(sorted(int(length) for length in seq_lens or ())),
+        runs=int(runs if runs is not None else BENCH_DEFAULT_RUNS),
+        warmup=1,
+        threads=service.settings.threads,
+    )
+    try:
+        settings.check()
+        if settings.runs > BENCH_MAX_RUNS:
+            raise ValueError(f"at most {BENCH_MAX_RUNS} timed runs here; `python -m sparseqa bench` takes more")
+        result = run_benchmark(settings, progress)
+    except (ValueError, ModelLoadError) as problem:
+        raise user_error(str(problem), title="Cannot benchmark") from None
+    except Exception:
+        log.exception("benchmark failed")
+        raise user_error(GENERIC_ERROR, title="Cannot benchmark") from None
+    return BenchView(bench_summary(result), bench_table(result), result.figure())
+
+
+def bench_summary(result: BenchResult) -> str:
+    """The headline speedup first, then the machine, the method and what was not measured, as Markdown."""
+    lines = result.summary_lines()
+    headline = result.headline()
+    details = [line for line in lines if line != headline]
+    parts = [f"**{headline[0].upper()}{headline[1:]}.**"] if headline else []
+    if card_for(result.settings.model).exact_match is None and result.settings.model.startswith("synthetic"):
+        parts.append(f"*{SYNTHETIC_NOTE.capitalize()}.*")
+    parts.append("\n".join(f"- {line}" for line in details))
+    return "\n\n".join(parts)
+
+
+def bench_table(result: BenchResult) -> pd.DataFrame:
+    """The benchmark table with empty cells (not NaN) where a ratio does not apply."""
+    return result.table().astype(object).fillna("")
+
+
+def user_error(message: str, title: str = "Cannot answer") -> gr.Error:
     """A one-line error for the page; Gradio renders its message as HTML, so it is escaped."""
     first_line = message.strip().splitlines()[0] if message.strip() else GENERIC_ERROR
-    return gr.Error(html.escape(first_line, quote=False), title="Cannot answer", print_exception=False)
+    return gr.Error(html.escape(first_line, quote=False), title=title, print_exception=False)
 
 
 def model_colours(service: QAService) -> dict[str, str]:
@@ -221,13 +286,33 @@ def machine_text(service: QAService, facts: PageFacts) -> str:
     return f"| Property | Value |\n|---|---|\n{table}\n\n{cpu.speedup_story()}\n\nLibraries: {versions}."
 
 
-def cards_table() -> pd.DataFrame:
-    """SQuAD v1.1 dev scores the two published models' cards report."""
+def accuracy_table(service: QAService) -> pd.DataFrame:
+    """SQuAD v1.1 EM/F1: what the two published models' cards report, and the latest ``sparseqa eval`` result
+    measured here for each loaded model at the runtime and precision the page runs it.
+
+    Read on every page load, so an ``eval`` that finishes while the demo runs shows up on the next visit.
+    """
     rows = []
     for model in (SPARSE_ID, DENSE_ID):
         card = card_for(model)
-        rows.append([card.label, card.model_id, card.exact_match, card.f1, card.description])
-    return pd.DataFrame(rows, columns=["model", "hub id", "exact match", "F1", "description"])
+        rows.append([card.label, "model card", "as published", card.exact_match, card.f1, "", "SQuAD v1.1 dev", ""])
+    for engine in (service.sparse, service.dense):
+        result = None if engine is None else latest_result(engine.model_id, runtime=engine.runtime, precision=engine.precision)
+        if result is None:
+            continue
+        row = [
+            card_for(engine.model_id).label,
+            "measured here",
+            f"{result['runtime']} {result['precision']}",
+            round(result["exact_match"], 2),
+            round(result["f1"], 2),
+            f"{result['n']:,}",
+            result["data"],
+            str(result["date"])[:10],
+        ]
+        published = [index for index, existing in enumerate(rows) if existing[0] == row[0]]
+        rows.insert(published[-1] + 1 if published else len(rows), row)
+    return pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
 
 
 def loaded_models_text(service: QAService) -> str:
@@ -243,7 +328,13 @@ def loaded_models_text(service: QAService) -> str:
             notes.append(f"the {role} model is a random-weight stand-in with BERT-base's shape, with no accuracy to report")
         else:
             notes.append(f"the {role} model is a local copy ({card.label}), whose accuracy is not reported here")
-    return f"Running here: {'; '.join(notes)}." if notes else ""
+    running = f"Running here: {'; '.join(notes)}." if notes else ""
+    how = (
+        "Rows marked *measured here* come from `python -m sparseqa eval` on this machine (its latest result for the "
+        "runtime and precision the page runs); `python -m sparseqa eval --hub` checks the card's numbers on the "
+        "full SQuAD v1.1 dev set."
+    )
+    return f"{running}\n\n{how}"
 
 
 def sparsity_text(service: QAService, facts: PageFacts) -> str:
@@ -391,16 +482,63 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                         y_lim=[0, 100],
                         label="All-zero 1x4 blocks per encoder layer (%)",
                     )
-                gr.Markdown("### Accuracy the model cards report (SQuAD v1.1 dev)")
+                gr.Markdown("### Accuracy on SQuAD v1.1")
                 gr.Dataframe(
-                    cards_table(),
+                    lambda: accuracy_table(service),
+                    headers=ACCURACY_COLUMNS,
                     interactive=False,
                     wrap=True,
                     show_label=False,
-                    column_widths=["16%", "34%", "10%", "8%", "32%"],
+                    elem_id="accuracy",
                     elem_classes="facts-table",
                 )
                 gr.Markdown(loaded_models_text(service))
+            with gr.Tab("Benchmark", id="benchmark"):
+                gr.Markdown(
+                    "A short version of `python -m sparseqa bench`: both models on every runtime and precision this "
+                    "CPU supports, at batch 1, on the bundled questions padded to each length. The first run exports "
+                    "and quantizes models it has not cached yet, which takes minutes; requests to the Ask tab wait "
+                    "while a length is being timed."
+                )
+                with gr.Row(equal_height=False):
+                    bench_lengths = gr.CheckboxGroup(
+                        list(BENCH_SEQ_LENS),
+                        value=BENCH_DEFAULT_SEQ_LENS,
+                        label="Sequence lengths (tokens)",
+                    )
+                    bench_runs = gr.Slider(
+                        1,
+                        BENCH_MAX_RUNS,
+                        value=BENCH_DEFAULT_RUNS,
+                        step=1,
+                        label="Timed runs per configuration and length",
+                        info="after one untimed warm-up; the table shows median and p90",
+                    )
+                    bench_button = gr.Button("Run benchmark", variant="primary", interactive=ready)
+                bench_summary_view = gr.Markdown(elem_id="bench-summary")
+                bench_table_view = gr.Dataframe(
+                    headers=BENCH_COLUMNS,
+                    label="Latency per configuration (ms); speedup over dense PyTorch fp32",
+                    interactive=False,
+                    wrap=True,
+                    elem_id="bench-table",
+                )
+                bench_plot = gr.Plot(
+                    label="Latency and speedup against sequence length", show_label=False, elem_id="bench-plot"
+                )
+
+                def run_bench(lengths: list, runs: float, progress=gr.Progress()) -> BenchView:
+                    """Time both models on every runtime and precision at the chosen sequence lengths."""
+                    return benchmark(service, lengths, runs, progress)
+
+                bench_button.click(
+                    run_bench,
+                    inputs=[bench_lengths, bench_runs],
+                    outputs=[bench_summary_view, bench_table_view, bench_plot],
+                    api_name="benchmark",
+                    concurrency_limit=1,
+                    concurrency_id="benchmark",
+                )
             with gr.Tab("About this machine", id="machine"):
                 gr.Markdown(machine_text(service, facts))
     return demo
@@ -481,19 +619,17 @@ def parse_options(argv: list[str] | None = None, environ: Mapping[str, str] = os
         parser.error(f"precision {args.precision!r} is not one of {', '.join(PRECISIONS)}")
     try:
         sparse, dense = chosen_models(args)
-        port = int(args.port) if args.port is not None else None
-    except UsageError as problem:
+        limits = Limits.from_env(environ)
+    except (UsageError, ValueError) as problem:
         parser.error(str(problem))
-    except ValueError:
-        parser.error(f"the port must be a number, not {args.port!r}")
     auth = None
     if args.auth:
         user, separator, password = args.auth.partition(":")
         if not (separator and user and password):
             parser.error("--auth takes USER:PASSWORD, both non-empty")
         auth = (user, password)
-    settings = Settings(model=sparse, dense_model=dense, precision=args.precision, limits=Limits.from_env())
-    return AppOptions(settings, args.host, port, args.share, auth)
+    settings = Settings(model=sparse, dense_model=dense, precision=args.precision, limits=limits)
+    return AppOptions(settings, args.host, args.port, args.share, auth)
 
 
 def _flag(value: str | None) -> bool:

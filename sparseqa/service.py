@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -35,7 +35,7 @@ class Limits:
     request_timeout_s: float = 120.0
 
     @classmethod
-    def from_env(cls) -> Limits:
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Limits:
         """Defaults, overridden by ``SPARSEQA_MAX_PASSAGE_CHARS`` and the like (for hosted Spaces)."""
         values = {}
         for name, kind in (
@@ -46,7 +46,7 @@ class Limits:
             ("request_timeout_s", float),
         ):
             variable = f"SPARSEQA_{name.upper()}"
-            raw = os.environ.get(variable)
+            raw = environ.get(variable)
             if raw:
                 values[name] = _positive(variable, raw, kind)
         return cls(**values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -13,13 +14,18 @@ from gradio_client.exceptions import AppError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sparseqa.evaluate import model_key, save_result
 from sparseqa.interface import (
+    ACCURACY_COLUMNS,
+    BENCH_MAX_RUNS,
     BOTH_LABEL,
     DENSE_LABEL,
     GENERIC_ERROR,
     SPARSE_LABEL,
+    accuracy_table,
     ask,
     banner_text,
+    benchmark,
     build_demo,
     highlight_segments,
     load_examples,
@@ -219,12 +225,89 @@ def test_options_come_from_arguments_then_environment_and_bind_locally_by_defaul
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["--auth", "no-colon"], ["--synthetic", "--model", "some/model"], ["--precision", "fp64"]],
-    ids=["auth-without-password", "synthetic-and-model", "unknown-precision"],
+    ("argv", "environ", "says"),
+    [
+        (["--auth", "no-colon"], {}, "--auth takes USER:PASSWORD"),
+        (["--synthetic", "--model", "some/model"], {}, "exclude each other"),
+        (["--precision", "fp64"], {}, "invalid choice"),
+        ([], {"SPARSEQA_PORT": "http"}, "argument --port: invalid int value: 'http'"),
+        ([], {"SPARSEQA_MAX_RUNS": "many"}, "SPARSEQA_MAX_RUNS='many' is not a positive whole number"),
+    ],
+    ids=["auth-without-password", "synthetic-and-model", "unknown-precision", "port-variable", "limit-variable"],
 )
-def test_bad_options_end_with_a_usage_error(argv, capsys):
+def test_bad_options_end_with_a_usage_error(argv, environ, says, capsys):
     with pytest.raises(SystemExit) as exited:
-        parse_options(argv, environ={})
+        parse_options(argv, environ=environ)
     assert exited.value.code == 2
-    assert "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert says in err
+    assert "Traceback" not in err
+
+
+def test_accuracy_shows_both_cards_and_the_latest_eval_of_each_loaded_configuration(service, monkeypatch, tmp_path):
+    monkeypatch.setenv("SPARSEQA_CACHE", str(tmp_path))
+    before = accuracy_table(service)
+    assert list(before.columns) == ACCURACY_COLUMNS
+    assert before[["source", "exact match", "F1"]].values.tolist() == [["model card", 81.29, 88.47], ["model card", 80.9, 88.2]]
+
+    sparse = service.sparse
+    measured = {"model": model_key(sparse.model_id), "runtime": sparse.runtime, "precision": sparse.precision}
+    save_result(measured | {"exact_match": 12.345, "f1": 20.0, "n": 1234, "data": "dev.json", "date": "2026-11-29T08:00:00+00:00"})
+    save_result(measured | {"runtime": "pytorch", "exact_match": 99.0, "f1": 99.0, "n": 1, "data": "x", "date": "2027-01-01"})
+
+    after = accuracy_table(service)
+    assert len(after) == 3
+    row = after.iloc[2].to_dict()
+    assert row == {
+        "model": Path(sparse.model_id).name,
+        "source": "measured here",
+        "configuration": f"{sparse.runtime} {sparse.precision}",
+        "exact match": 12.35,
+        "F1": 20.0,
+        "questions": "1,234",
+        "data": "dev.json",
+        "date": "2026-11-29",
+    }
+
+
+class ProgressRecorder(list):
+    """Records ``progress(fraction, description)`` calls; empty, it is falsy, as a fresh ``gr.Progress`` is."""
+
+    def __call__(self, fraction: float, description: str) -> None:
+        self.append((fraction, description))
+
+
+def test_benchmark_tab_runs_the_bench_code_with_progress(service):
+    progress = ProgressRecorder()
+    view = benchmark(service, [64], 1, progress)
+
+    table = view.table
+    assert set(table["seq_len"]) == {64}
+    baseline = table[(table["runtime"] == "pytorch") & (table["precision"] == "fp32")].iloc[0]
+    assert baseline["speedup"] == 1.0
+    assert {"openvino"} <= set(table["runtime"]) and {"fp32", "int8"} <= set(table["precision"])
+    assert (table["median_ms"] > 0).all()
+    assert "speedup" in view.summary and "threads for every runtime" in view.summary
+    assert view.figure.axes
+    fractions = [fraction for fraction, _ in progress]
+    assert fractions == sorted(fractions) and progress[-1] == (1.0, "done")
+    assert any("timing" in description and "64 tokens" in description for _, description in progress)
+
+
+@pytest.mark.parametrize(
+    ("lengths", "runs", "says"),
+    [([], 3, "give at least one sequence length"), ([128], BENCH_MAX_RUNS + 1, f"at most {BENCH_MAX_RUNS} timed runs")],
+    ids=["no-lengths", "too-many-runs"],
+)
+def test_benchmark_settings_out_of_range_are_one_line_errors(service, lengths, runs, says):
+    with pytest.raises(gr.Error) as raised:
+        benchmark(service, lengths, runs)
+    assert says in raised.value.message and raised.value.title == "Cannot benchmark"
+
+
+def test_api_benchmark_returns_summary_table_and_plot(client):
+    summary, table, plot = client.predict([64], 1, api_name="/benchmark")
+    assert "speedup" in summary
+    assert table["headers"][:4] == ["model", "runtime", "precision", "seq_len"]
+    assert {row[3] for row in table["data"]} == {64}
+    assert plot["type"] == "matplotlib" and plot["plot"]
