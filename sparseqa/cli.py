@@ -22,6 +22,7 @@ from .timing import RequestTimeout
 
 SYNTHETIC_NOTE = "synthetic models have random weights: the answers are meaningless, the latencies are real"
 
+MAX_TOP_K = 20
 EXPECTED_ERRORS = (ModelLoadError, InputError, RequestTimeout, ValueError, OSError, RuntimeError)
 
 
@@ -71,6 +72,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from .service import Limits, QAService, Settings
 
     sparse, dense = chosen_models(args)
+    if not 1 <= args.top_k <= MAX_TOP_K:
+        raise UsageError(f"--top-k must be between 1 and {MAX_TOP_K}")
+    for option, value, least in (("--warmup", args.warmup, 0), ("--threads", args.threads, 1)):
+        if value is not None and value < least:
+            raise UsageError(f"{option} must be at least {least}")
     passage = read_passage(args)
     settings = Settings(
         model=sparse,
@@ -313,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(ask)
     ask.add_argument("--runtime", choices=RUNTIMES, default="openvino", help="runtime of the sparse model")
     ask.add_argument("--precision", choices=PRECISIONS, default="int8", help="precision of the sparse model")
-    ask.add_argument("--top-k", type=int, default=3, help="how many candidate spans to show (default 3)")
+    ask.add_argument("--top-k", type=int, default=3, help=f"how many candidate spans to show, 1 to {MAX_TOP_K} (default 3)")
     ask.add_argument("--compare", action="store_true", help="also answer with the dense PyTorch fp32 baseline")
     ask.add_argument("--runs", type=int, default=5, help="timed runs per model (default 5)")
     ask.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per model (default 1)")

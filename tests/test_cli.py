@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sparseqa.cli import MAX_TOP_K, main
 from sparseqa.models import ModelLoadError, resolve
 from sparseqa.runtimes import COMPLETE_MARKER, _load_tokenizer, cached_ir
 
@@ -179,3 +180,22 @@ def test_synthetic_with_a_model_is_a_usage_error(cli):
 def test_ask_honours_the_limits_set_in_the_environment(cli):
     line = failed_with(cli["passage over the limit"], 1)
     assert line == f"error: the passage has {len(PASSAGE):,} characters; the limit is 50: shorten it"
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--top-k", "0"], f"--top-k must be between 1 and {MAX_TOP_K}"),
+        (["--top-k", str(MAX_TOP_K + 1)], f"--top-k must be between 1 and {MAX_TOP_K}"),
+        (["--warmup", "-1"], "--warmup must be at least 0"),
+        (["--threads", "0"], "--threads must be at least 1"),
+    ],
+    ids=["top-k-zero", "top-k-too-many", "negative-warmup", "no-threads"],
+)
+def test_ask_options_out_of_range_are_usage_errors_before_loading(options, says, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["ask", "--synthetic", "--question", "Who?", "--context", "Ann did.", *options])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith(f"error: {says}")
+    assert "loading" not in err
