@@ -14,6 +14,7 @@ from sparseqa.interface import BOTH_LABEL, DENSE_LABEL, HIGHLIGHT_COLOURS, SPARS
 CHROMIUM = "/usr/bin/chromium"
 SHARED_SCREENSHOT = "/tmp/sparseqa-screenshot.png"
 ANSWER_TIMEOUT_MS = 60_000
+BENCH_TIMEOUT_MS = 300_000  # may include exporting and quantizing the tiny models on first use
 MARKUP = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
 
@@ -88,3 +89,29 @@ def test_markup_in_a_passage_is_shown_as_text_and_never_run(page, tmp_path):
     assert page.locator("img[src='x']").count() == 0
     assert page.locator("#highlighted script").count() == 0
     assert dialogs == []
+
+
+def test_model_facts_show_the_cards_accuracy_and_the_measured_sparsity(page, tmp_path):
+    page.get_by_role("tab", name="Model facts").click()
+    accuracy = page.locator("#accuracy")
+    expect(accuracy).to_contain_text("model card")
+    expect(accuracy).to_contain_text("81.29")
+    expect(page.get_by_text("of the 1x4 blocks")).to_be_visible()
+    page.screenshot(path=tmp_path / "facts.png", full_page=True)
+
+
+def test_the_benchmark_tab_shows_progress_then_the_table_and_plot(page, tmp_path):
+    page.get_by_role("tab", name="Benchmark").click()
+    for length in ("128", "384"):
+        page.get_by_label(length, exact=True).uncheck()
+    page.get_by_label("64", exact=True).check()
+    page.get_by_role("button", name="Run benchmark").click()
+
+    # The progress line names configurations too, so wait for the summary that comes with the finished table.
+    expect(page.locator("#bench-summary")).to_contain_text("speedup", timeout=BENCH_TIMEOUT_MS)
+    table = page.locator("#bench-table")
+    expect(table).to_contain_text("openvino")
+    expect(table).to_contain_text("pytorch")
+    expect(page.locator("#bench-plot img")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    page.screenshot(path=tmp_path / "bench.png", full_page=True)
+    shutil.copy(tmp_path / "bench.png", "/tmp/sparseqa-bench-screenshot.png")
