@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,17 +170,26 @@ def build_synthetic(sparse: bool = True, *, directory: Path | None = None, seed:
         model.save_pretrained(staging)
         build_tokenizer().save_pretrained(staging)
         (staging / "sparseqa.json").write_text(json.dumps({"synthetic": True, "sparse": sparse, "seed": seed}))
-        # Another process may have built the same model meanwhile and be loading it: keep theirs, never delete it.
-        if not _is_built(target):
-            shutil.rmtree(target, ignore_errors=True)
-            try:
-                os.replace(staging, target)
-            except OSError:
-                if not _is_built(target):
-                    raise
+        publish(staging, target, _is_built)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def publish(staging: Path, target: Path, is_complete: Callable[[Path], bool]) -> None:
+    """Move the finished directory ``staging`` to ``target`` in one rename, so readers never see half of it.
+
+    Another process may have published a complete ``target`` meanwhile and be loading it: keep theirs, never
+    delete it. An incomplete ``target`` (an interrupted build) is replaced.
+    """
+    if is_complete(target):
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if not is_complete(target):
+            raise
 
 
 def _is_built(directory: Path) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import shutil
 import sys
@@ -27,7 +26,7 @@ from . import decoding
 from .calibration import calibration_mode, calibration_pairs
 from .decoding import Span
 from .hardware import library_versions, machine
-from .models import LocalModel, ModelLoadError, card_for, cache_root, is_synthetic, resolve
+from .models import LocalModel, ModelLoadError, cache_root, card_for, is_synthetic, publish, resolve
 
 log = logging.getLogger(__name__)
 
@@ -314,12 +313,7 @@ def cached_ir(local: LocalModel, tokenizer, *, quantized: bool, calibration_samp
                 export_ir(local, staging)
         tokenizer.save_pretrained(staging)
         _mark_complete(staging)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            # Another process finished the same entry first; theirs is as good as ours.
-            if not _is_complete(target):
-                raise
+        publish(staging, target, _is_complete)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
