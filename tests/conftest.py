@@ -6,7 +6,9 @@ Nothing here touches the network: the tokenizer is trained on the bundled exampl
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,3 +105,20 @@ def demo_server(tiny_sparse_model: Path, tiny_dense_model: Path) -> Iterator[Dem
     launch(demo, port=port, prevent_thread_lock=True, quiet=True)
     yield DemoServer(service, demo.local_url)
     demo.close(verbose=False)
+
+
+@pytest.fixture
+def run_together() -> Callable[[list[Callable[[], object]]], list]:
+    """Run each call on its own thread, all released at once; their results in order, the first failure re-raised."""
+
+    def run(calls: list[Callable[[], object]]) -> list:
+        barrier = threading.Barrier(len(calls))
+
+        def released(call: Callable[[], object]) -> object:
+            barrier.wait()
+            return call()
+
+        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+            return list(pool.map(released, calls))
+
+    return run

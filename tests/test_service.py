@@ -181,28 +181,13 @@ def test_without_the_dense_model_there_is_no_speedup(service):
     assert len(table) == 1 and table["speedup vs dense PyTorch"].isna().all()
 
 
-def test_requests_from_several_threads_get_the_sequential_answers(service):
+def test_requests_from_several_threads_get_the_sequential_answers(service, run_together):
     cases = [(example["passage"], example["question"]) for example in EXAMPLES[:4]]
     expected = [service.ask(passage, question, runs=1, warmup=0).sparse for passage, question in cases]
-    results: dict[int, object] = {}
-    errors: list[BaseException] = []
 
-    def ask(index: int) -> None:
-        try:
-            results[index] = service.ask(*cases[index], runs=1, warmup=0).sparse
-        except BaseException as error:  # noqa: BLE001 - any failure in a thread fails the test below
-            errors.append(error)
+    results = run_together([lambda case=case: service.ask(*case, runs=1, warmup=0).sparse for case in cases])
 
-    threads = [threading.Thread(target=ask, args=(index,)) for index in range(len(cases))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
-    assert [(answer.start, answer.end) for answer in results.values()] == [
-        (expected[index].start, expected[index].end) for index in results
-    ]
+    assert [(answer.start, answer.end) for answer in results] == [(answer.start, answer.end) for answer in expected]
 
 
 def test_a_model_that_cannot_load_is_kept_as_the_load_error_when_not_strict(tiny_sparse_model, tmp_path):
