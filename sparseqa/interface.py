@@ -325,7 +325,7 @@ def loaded_models_text(service: QAService) -> str:
         if card.exact_match is not None:
             notes.append(f"the {role} model is `{card.model_id}`, whose card reports the scores above")
         elif engine.synthetic:
-            notes.append(f"the {role} model is a random-weight stand-in with BERT-base's shape, with no accuracy to report")
+            notes.append(f"the {role} model is a random-weight stand-in with BERT-base's shape, so any EM/F1 measured for it is meaningless")
         else:
             notes.append(f"the {role} model is a local copy ({card.label}), whose accuracy is not reported here")
     running = f"Running here: {'; '.join(notes)}." if notes else ""
