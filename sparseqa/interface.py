@@ -26,7 +26,7 @@ from .cli import SYNTHETIC_NOTE, UsageError, add_model_arguments, chosen_models,
 from .decoding import InputError
 from .evaluate import latest_result
 from .hardware import Machine, library_versions, machine
-from .models import ASSETS, DENSE_ID, SPARSE_ID, ModelLoadError, card_for
+from .models import ASSETS, DENSE_ID, SPARSE_ID, ModelLoadError, card_for, is_synthetic
 from .runtimes import PRECISIONS
 from .service import TABLE_COLUMNS, Comparison, Limits, QAService, Settings
 from .sparsity import SparsityReport, inspect_model
@@ -198,7 +198,7 @@ def bench_summary(result: BenchResult) -> str:
     headline = result.headline()
     details = [line for line in lines if line != headline]
     parts = [f"**{headline[0].upper()}{headline[1:]}.**"] if headline else []
-    if card_for(result.settings.model).exact_match is None and result.settings.model.startswith("synthetic"):
+    if is_synthetic(result.settings.model):
         parts.append(f"*{SYNTHETIC_NOTE.capitalize()}.*")
     parts.append("\n".join(f"- {line}" for line in details))
     return "\n\n".join(parts)
@@ -296,22 +296,21 @@ def accuracy_table(service: QAService) -> pd.DataFrame:
     for model in (SPARSE_ID, DENSE_ID):
         card = card_for(model)
         rows.append([card.label, "model card", "as published", card.exact_match, card.f1, "", "SQuAD v1.1 dev", ""])
-    for engine in (service.sparse, service.dense):
-        result = None if engine is None else latest_result(engine.model_id, runtime=engine.runtime, precision=engine.precision)
-        if result is None:
-            continue
-        row = [
-            card_for(engine.model_id).label,
-            "measured here",
-            f"{result['runtime']} {result['precision']}",
-            round(result["exact_match"], 2),
-            round(result["f1"], 2),
-            f"{result['n']:,}",
-            result["data"],
-            str(result["date"])[:10],
-        ]
-        published = [index for index, existing in enumerate(rows) if existing[0] == row[0]]
-        rows.insert(published[-1] + 1 if published else len(rows), row)
+    for engine in (engine for engine in (service.sparse, service.dense) if engine is not None):
+        result = latest_result(engine.model_id, runtime=engine.runtime, precision=engine.precision)
+        if result is not None:
+            rows.append(
+                [
+                    card_for(engine.model_id).label,
+                    "measured here",
+                    f"{result['runtime']} {result['precision']}",
+                    round(result["exact_match"], 2),
+                    round(result["f1"], 2),
+                    f"{result['n']:,}",
+                    result["data"],
+                    str(result["date"])[:10],
+                ]
+            )
     return pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
 
 
@@ -325,7 +324,10 @@ def loaded_models_text(service: QAService) -> str:
         if card.exact_match is not None:
             notes.append(f"the {role} model is `{card.model_id}`, whose card reports the scores above")
         elif engine.synthetic:
-            notes.append(f"the {role} model is a random-weight stand-in with BERT-base's shape, so any EM/F1 measured for it is meaningless")
+            notes.append(
+                f"the {role} model is a random-weight stand-in with BERT-base's shape, so any EM/F1 measured for it "
+                "is meaningless"
+            )
         else:
             notes.append(f"the {role} model is a local copy ({card.label}), whose accuracy is not reported here")
     running = f"Running here: {'; '.join(notes)}." if notes else ""
