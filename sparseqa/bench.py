@@ -11,7 +11,6 @@ the table (pandas), the plot (matplotlib) and the JSON.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import os
@@ -30,7 +29,7 @@ from .calibration import example_pairs
 from .hardware import Machine, library_versions, machine
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, card_for
 from .runtimes import QAEngine, default_threads, load_engine
-from .timing import LatencyStats, repeat
+from .timing import LatencyStats, interleave
 
 DEFAULT_SEQ_LENS = (64, 128, 256, 384)
 MIN_SEQ_LEN = 32
@@ -226,7 +225,7 @@ class BenchResult:
         lines = [
             f"machine: {self.machine.cpu}, {self.machine.physical_cores} physical cores; {self.machine.isa_flags()}",
             f"{self.threads} threads for every runtime; batch 1; median and p90 of {self.settings.runs} timed runs "
-            f"after {self.settings.warmup} warm-up runs",
+            f"per configuration, interleaved round by round, after {self.settings.warmup} warm-up runs",
         ]
         if self.other_cpu_share is not None and self.other_cpu_share >= BUSY_SHARE:
             lines.append(
@@ -304,13 +303,6 @@ def benchmark_inputs(engine: QAEngine, seq_len: int) -> list[dict[str, np.ndarra
     return [{name: array[index : index + 1] for name, array in arrays.items()} for index in range(len(questions))]
 
 
-def measure(engine: QAEngine, seq_len: int, runs: int, warmup: int) -> LatencyStats:
-    """Latency of ``engine``'s forward pass at batch 1 and ``seq_len`` tokens, cycling through the example pairs."""
-    inputs = itertools.cycle(benchmark_inputs(engine, seq_len))
-    _, stats = repeat(lambda: engine.infer(next(inputs)), runs=runs, warmup=warmup)
-    return stats
-
-
 class OtherCpuUse:
     """The share of all cores' time that other processes used inside its ``with`` blocks (None off Linux).
 
@@ -358,10 +350,11 @@ def _busy_cpu_seconds() -> float | None:
 
 
 def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
-    """Measure every configuration ``plan`` chooses at every sequence length, one engine in memory at a time.
+    """Measure every configuration ``plan`` chooses at every sequence length, interleaved (``timing.interleave``).
 
-    ``progress(fraction, description)`` is called before each step (loading an engine, timing one length) and at the
-    end with 1.0. Raises ValueError (settings) or ModelLoadError with a one-line message.
+    All engines are loaded and compiled first (six BERT-base engines hold about 2.5 GB), then each length times every
+    configuration round by round. ``progress(fraction, description)`` is called before each engine loads, after each
+    round, and at the end with 1.0. Raises ValueError (settings) or ModelLoadError with a one-line message.
     """
     settings.check()
     # Not `progress or ...`: gradio.Progress has a __len__ and is falsy before it tracks anything.
@@ -369,28 +362,30 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
     threads = settings.threads or default_threads()
     seq_lens = sorted(set(settings.seq_lens))
     configurations, absent = plan(settings)
-    steps = len(configurations) * (1 + len(seq_lens))
-    other_use = OtherCpuUse()
-    done = 0
-    measured: list[tuple[Configuration, int, LatencyStats]] = []
-    for config in configurations:
+    steps = len(configurations) + len(seq_lens) * settings.runs
+    engines: dict[Configuration, QAEngine] = {}
+    for done, config in enumerate(configurations):
         report(done / steps, f"loading {config.name}")
-        engine = load_engine(
+        engines[config] = load_engine(
             config.model,
             config.runtime,
             config.precision,
             threads=threads,
             sparse_decompression=config.sparse_decompression,
         )
-        done += 1
-        for seq_len in seq_lens:
-            report(done / steps, f"timing {config.name} at {seq_len} tokens")
-            with other_use:
-                measured.append((config, seq_len, measure(engine, seq_len, settings.runs, settings.warmup)))
-            done += 1
-        # One engine at a time: eight BERT-base engines together would hold several GiB.
-        del engine
-        gc.collect()
+    other_use = OtherCpuUse()
+    measured: list[tuple[Configuration, int, LatencyStats]] = []
+    for length_index, seq_len in enumerate(seq_lens):
+        done = len(configurations) + length_index * settings.runs
+        report(done / steps, f"timing every configuration at {seq_len} tokens")
+        calls = {config: _forward_pass(engine, seq_len) for config, engine in engines.items()}
+
+        def after_round(rounds: int, done: int = done, seq_len: int = seq_len) -> None:
+            report((done + rounds) / steps, f"timing at {seq_len} tokens: round {rounds} of {settings.runs}")
+
+        with other_use:
+            stats = interleave(calls, settings.runs, settings.warmup, after_round)
+        measured += [(config, seq_len, stats[config]) for config in configurations]
     report(1.0, "done")
     return BenchResult(
         settings=replace(settings, seq_lens=tuple(seq_lens), threads=threads),
@@ -402,6 +397,12 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
         absent=absent,
         other_cpu_share=other_use.share,
     )
+
+
+def _forward_pass(engine: QAEngine, seq_len: int) -> Callable[[], object]:
+    """One batch-1 forward pass of ``engine`` at ``seq_len`` tokens per call, cycling through the example pairs."""
+    inputs = itertools.cycle(benchmark_inputs(engine, seq_len))
+    return lambda: engine.infer(next(inputs))
 
 
 def with_ratios(measured: list[tuple[Configuration, int, LatencyStats]]) -> list[BenchRow]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -14,6 +14,7 @@ import numpy as np
 MEASURE_LOCK = threading.Lock()
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 class RequestTimeout(TimeoutError):
@@ -70,6 +71,37 @@ def repeat(
     finally:
         MEASURE_LOCK.release()
     return result, LatencyStats.from_samples(samples)
+
+
+def interleave(
+    calls: Mapping[K, Callable[[], object]],
+    runs: int,
+    warmup: int = 1,
+    after_round: Callable[[int], object] | None = None,
+) -> dict[K, LatencyStats]:
+    """Time several calls against each other: ``warmup`` untimed calls of each, then ``runs`` rounds that time each
+    call once, in an order rotated every round; ``after_round(rounds_done)`` is called after each round.
+
+    A burst of other work on the machine then slows every call a little instead of one call a lot, so the ratios
+    between them hold up on a noisy machine (the idea of Google Benchmark's random interleaving).
+    """
+    if runs < 1:
+        raise ValueError("runs must be at least 1")
+    keys = list(calls)
+    samples: dict[K, list[float]] = {key: [] for key in keys}
+    with MEASURE_LOCK:
+        for key in keys:
+            for _ in range(warmup):
+                calls[key]()
+        for round_index in range(runs):
+            shift = round_index % len(keys)
+            for key in keys[shift:] + keys[:shift]:
+                began = time.perf_counter()
+                calls[key]()
+                samples[key].append((time.perf_counter() - began) * 1e3)
+            if after_round is not None:
+                after_round(round_index + 1)
+    return {key: LatencyStats.from_samples(values) for key, values in samples.items()}
 
 
 def _check(deadline: float | None) -> None:

@@ -155,9 +155,13 @@ def test_api_reports_progress_and_returns_table_and_figure(tiny_sparse_model, ti
     assert fractions[0] == 0.0 and fractions[-1] == 1.0
     assert fractions == sorted(fractions)
     configurations, _ = plan(settings)
+    descriptions = [description for _, description in reports]
     for config in configurations:
-        assert f"loading {config.name}" in [description for _, description in reports]
-        assert f"timing {config.name} at 32 tokens" in [description for _, description in reports]
+        assert f"loading {config.name}" in descriptions
+    assert descriptions.index("timing every configuration at 32 tokens") > descriptions.index(
+        f"loading {configurations[-1].name}"
+    ), "every engine is loaded before any is timed"
+    assert "timing at 32 tokens: round 1 of 1" in descriptions
     table = result.table()
     assert list(table.columns) == [
         "model", "runtime", "precision", "seq_len", "median_ms", "p90_ms", "speedup", "vs dense same runtime"
