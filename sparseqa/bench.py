@@ -352,8 +352,8 @@ def _busy_cpu_seconds() -> float | None:
 def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
     """Measure every configuration ``plan`` chooses at every sequence length, interleaved (``timing.interleave``).
 
-    All engines are loaded and compiled first (six BERT-base engines hold about 2.5 GB), then each length times every
-    configuration round by round. ``progress(fraction, description)`` is called before each engine loads, after each
+    All engines are loaded and compiled first (with six BERT-base engines the process peaks near 4 GB), then each
+    length times every configuration round by round. ``progress(fraction, description)`` is called before each engine loads, after each
     round, and at the end with 1.0. Raises ValueError (settings) or ModelLoadError with a one-line message.
     """
     settings.check()
