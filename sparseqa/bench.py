@@ -353,8 +353,9 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
     """Measure every configuration ``plan`` chooses at every sequence length, interleaved (``timing.interleave``).
 
     All engines are loaded and compiled first (with six BERT-base engines the process peaks near 4 GB), then each
-    length times every configuration round by round. ``progress(fraction, description)`` is called before each engine loads, after each
-    round, and at the end with 1.0. Raises ValueError (settings) or ModelLoadError with a one-line message.
+    length times every configuration round by round. ``progress(fraction, description)`` is called before each
+    engine loads, after each round, and at the end with 1.0. Raises ValueError (settings) or ModelLoadError with a
+    one-line message.
     """
     settings.check()
     # Not `progress or ...`: gradio.Progress has a __len__ and is falsy before it tracks anything.
