@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 from sparseqa.decoding import InputError
 from sparseqa.models import ModelLoadError, card_for
 from sparseqa.service import TABLE_COLUMNS, Limits, QAService, Settings
-from sparseqa.timing import MEASURE_LOCK, RequestTimeout, repeat
+from sparseqa.timing import MEASURE_LOCK, RequestTimeout
 
 EXAMPLES = json.loads((Path(__file__).resolve().parent.parent / "assets" / "examples.json").read_text(encoding="utf-8"))
 PASSAGE, QUESTION = EXAMPLES[0]["passage"], EXAMPLES[0]["question"]
@@ -108,19 +106,6 @@ def test_waiting_behind_another_measurement_is_bounded_by_the_time_limit(service
     with MEASURE_LOCK:
         with pytest.raises(RequestTimeout, match="other requests kept the machine busy"):
             limited.ask(PASSAGE, QUESTION, runs=1)
-
-
-def test_warm_up_runs_wait_for_another_requests_timed_runs():
-    calls: list[float] = []
-    measuring = threading.Thread(target=lambda: repeat(lambda: calls.append(time.monotonic()), runs=1, warmup=1))
-    with MEASURE_LOCK:
-        measuring.start()
-        measuring.join(timeout=0.3)
-        calls_during_other_measurement = len(calls)
-    measuring.join()
-
-    assert calls_during_other_measurement == 0
-    assert len(calls) == 2
 
 
 def test_the_comparison_table_has_a_row_per_model_and_the_dense_speedup_is_one(service):

@@ -1,4 +1,4 @@
-"""Interleaved timing: every call timed once per round, in a rotating order, one measurement at a time."""
+"""Timing: one measurement at a time; interleaved rounds time every call once, in a rotating order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sparseqa.timing import MEASURE_LOCK, interleave
+from sparseqa.timing import MEASURE_LOCK, interleave, repeat
 
 
 def test_rounds_time_each_call_once_in_a_rotating_order_after_the_warm_ups():
@@ -28,9 +28,17 @@ def test_each_call_gets_its_own_latency():
     assert all(stat.median_ms <= stat.p90_ms for stat in stats.values())
 
 
-def test_it_waits_for_another_measurement_to_finish():
+@pytest.mark.parametrize(
+    "measure",
+    [
+        lambda call: repeat(call, runs=1, warmup=1),
+        lambda call: interleave({"x": call}, runs=1, warmup=1),
+    ],
+    ids=["repeat", "interleave"],
+)
+def test_warm_up_and_timed_runs_wait_for_another_measurement_to_finish(measure):
     calls: list[float] = []
-    measuring = threading.Thread(target=lambda: interleave({"x": lambda: calls.append(time.monotonic())}, runs=1))
+    measuring = threading.Thread(target=lambda: measure(lambda: calls.append(time.monotonic())))
     with MEASURE_LOCK:
         measuring.start()
         measuring.join(timeout=0.3)
