@@ -1,0 +1,62 @@
+/* sparseqa kernels: y = x * W^T + b for weights stored as their nonzero 1x4 blocks (int8, per-output-row scales).
+ *
+ * A 1x4 block is 4 consecutive inputs of one output row. Weights arrive in a format-neutral block-CSR form (what the
+ * IR stores and the Python packer writes); sq_plan_create packs them once, for one ISA, into that kernel's layout.
+ * Activations are quantized to 8 bits inside sq_linear, dynamically per token (symmetric, scale = max|x|/127);
+ * products accumulate in int32 and are dequantized to fp32 with the bias added. The reference implementation
+ * (sq_linear_reference) defines the result; every ISA kernel reproduces its int32 sums exactly.
+ *
+ * Plain C ABI so that both ctypes (tests, the kernel benchmark) and the OpenVINO extension can call it.
+ */
+#ifndef SPARSEQA_KERNELS_H
+#define SPARSEQA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define SQ_API __declspec(dllexport)
+#else
+#define SQ_API __attribute__((visibility("default")))
+#endif
+
+/* Format-neutral block-CSR weights. The caller keeps the arrays alive until sq_plan_create returns. */
+typedef struct sq_bcsr {
+    int32_t n;                /* output features (rows of W) */
+    int32_t k;                /* input features, a multiple of 4 */
+    const int32_t* row_ptr;   /* n + 1 entries: blocks of row o are [row_ptr[o], row_ptr[o + 1]) */
+    const int32_t* block_col; /* one per nonzero block: its first input index divided by 4, ascending within a row */
+    const int8_t* values;     /* 4 per nonzero block, in input order */
+    const float* scales;      /* n: W[o, i] = scales[o] * int8 value */
+    const float* bias;        /* n, or NULL for no bias */
+} sq_bcsr;
+
+typedef struct sq_plan sq_plan;
+
+/* Comma-separated ISA paths this CPU can run, best first, e.g. "avx512vnni,avxvnni,avx2,scalar". */
+SQ_API const char* sq_cpu_isas(void);
+
+/* Pack ``weights`` for ``isa`` ("avx512vnni", "avxvnni", "avx2", "scalar", or NULL / "auto" for the best this CPU
+ * runs). Returns NULL and writes a one-line reason into ``error`` (if not NULL) when the ISA is unknown or missing. */
+SQ_API sq_plan* sq_plan_create(const sq_bcsr* weights, const char* isa, char* error, size_t error_size);
+SQ_API void sq_plan_destroy(sq_plan* plan);
+SQ_API const char* sq_plan_isa(const sq_plan* plan);
+SQ_API int32_t sq_plan_n(const sq_plan* plan);
+SQ_API int32_t sq_plan_k(const sq_plan* plan);
+
+/* y[m, n] = x[m, k] * W^T + b with ``threads`` worker threads (0 = all cores). Returns 0, or -1 on bad arguments.
+ * Safe to call from several threads at once on one plan. */
+SQ_API int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int threads);
+
+/* The same result by the plainest loops: what every ISA kernel is tested against. */
+SQ_API int sq_linear_reference(const sq_bcsr* weights, const float* x, int64_t m, float* y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SPARSEQA_KERNELS_H */
