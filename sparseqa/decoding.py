@@ -234,11 +234,8 @@ def demo_spans(
                 continue
             start, end = _aligned_to_words(window_encoding, first, last)
             end = _past_combining_marks(passage, end)
-            known = answers.get(passage[start:end].lower())
-            if known is None:
-                answers[passage[start:end].lower()] = [start, end, float(score)]
-            else:
-                known[2] += float(score)
+            found = answers.setdefault(passage[start:end].lower(), [start, end, 0.0])
+            found[2] += float(score)
     ranked = sorted(answers.values(), key=lambda answer: answer[2], reverse=True)[:top_k]
     return [Span(passage[start:end], start, end, score) for start, end, score in ranked]
 
