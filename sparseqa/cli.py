@@ -23,6 +23,7 @@ from .timing import RequestTimeout
 SYNTHETIC_NOTE = "synthetic models have random weights: the answers are meaningless, the latencies are real"
 
 MAX_TOP_K = 20
+PRECISION_HELP = "precision of the sparse model (default int8 on openvino, fp32 on pytorch)"
 EXPECTED_ERRORS = (ModelLoadError, InputError, RequestTimeout, ValueError, OSError, RuntimeError)
 
 
@@ -332,9 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--context-file", help="the passage, from a UTF-8 text file")
     add_model_arguments(ask)
     ask.add_argument("--runtime", choices=RUNTIMES, default="openvino", help="runtime of the sparse model")
-    ask.add_argument(
-        "--precision", choices=PRECISIONS, help="precision of the sparse model (default int8 on openvino, fp32 on pytorch)"
-    )
+    ask.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     ask.add_argument("--top-k", type=int, default=3, help=f"how many candidate spans to show, 1 to {MAX_TOP_K} (default 3)")
     ask.add_argument("--compare", action="store_true", help="also answer with the dense PyTorch fp32 baseline")
     ask.add_argument("--runs", type=int, default=5, help="timed runs per model (default 5)")
@@ -375,9 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--data", metavar="FILE.json", help="a SQuAD v1.1 file, such as dev-v1.1.json")
     source.add_argument("--hub", action="store_true", help="the SQuAD v1.1 dev set from the Hugging Face hub")
     evaluate.add_argument("--runtime", choices=RUNTIMES, help="runtime of the sparse model (default openvino)")
-    evaluate.add_argument(
-        "--precision", choices=PRECISIONS, help="precision of the sparse model (default int8 on openvino, fp32 on pytorch)"
-    )
+    evaluate.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     evaluate.add_argument(
         "--compare", action="store_true", help="run dense PyTorch fp32, sparse OpenVINO fp32 and int8; print a table"
     )

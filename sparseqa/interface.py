@@ -299,7 +299,9 @@ def accuracy_table(service: QAService) -> pd.DataFrame:
         rows.append([card.label, "model card", "as published", "", card.exact_match, card.f1, "", "SQuAD v1.1 dev", ""])
     for engine in (engine for engine in (service.sparse, service.dense) if engine is not None):
         for decoding in DECODINGS:
-            result = latest_result(engine.model_id, runtime=engine.runtime, precision=engine.precision, decoding=decoding)
+            result = latest_result(
+                engine.model_id, runtime=engine.runtime, precision=engine.precision, decoding=decoding
+            )
             if result is not None:
                 rows.append(
                     [

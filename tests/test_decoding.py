@@ -367,7 +367,8 @@ def test_run_qa_breaks_a_tie_in_favour_of_the_earlier_window(tokenizer):
     late = "town 29 shipped"  # only in the second
     assert encoding.char_to_token(1, passage.index(early), sequence_index=1) is None
     assert encoding.char_to_token(0, passage.index(late), sequence_index=1) is None
-    start, end = planted_logits(encoding, [(0, *token_range(encoding, passage, early)), (1, *token_range(encoding, passage, late, 1))])
+    plants = [(0, *token_range(encoding, passage, early)), (1, *token_range(encoding, passage, late, window=1))]
+    start, end = planted_logits(encoding, plants)
 
     first, second = run_qa_spans(start, end, encoding, passage)[:2]
 
