@@ -15,14 +15,15 @@ import sys
 import warnings
 from pathlib import Path
 
-from .decoding import InputError
+from .decoding import DECODINGS, RUN_QA, RUN_QA_NO_SPAN, InputError
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, ModelLoadError, card_for
-from .runtimes import PRECISIONS, RUNTIMES
+from .runtimes import PRECISIONS, RUNTIMES, default_precision
 from .timing import RequestTimeout
 
 SYNTHETIC_NOTE = "synthetic models have random weights: the answers are meaningless, the latencies are real"
 
 MAX_TOP_K = 20
+PRECISION_HELP = "precision of the sparse model (default int8 on openvino, fp32 on pytorch)"
 EXPECTED_ERRORS = (ModelLoadError, InputError, RequestTimeout, ValueError, OSError, RuntimeError)
 
 
@@ -217,15 +218,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.compare:
         configurations = compare_configurations(sparse, dense)
     else:
-        configurations = [(sparse, args.runtime or "openvino", args.precision or "int8")]
+        runtime = args.runtime or "openvino"
+        configurations = [(sparse, runtime, args.precision or default_precision(runtime))]
     runs = run_configurations(
-        configurations, questions, data, threads=args.threads, report=lambda line: print(line, file=sys.stderr)
+        configurations,
+        questions,
+        data,
+        decoding=args.decoding,
+        threads=args.threads,
+        report=lambda line: print(line, file=sys.stderr),
     )
     synthetic = any(run.synthetic for run in runs)
     if args.compare:
         reference = runs[1]
         reference_label = f"{card_for(reference.model).label} · {reference.runtime} {reference.precision}"
-        print(f"{len(questions):,} questions from {data}; agreement: the same span as {reference_label}")
+        print(
+            f"{len(questions):,} questions from {data}, {args.decoding} decoding; agreement: the same span as "
+            f"{reference_label}"
+        )
         print(compare_table(runs, reference).to_string(index=False, float_format="{:.2f}".format))
         output = {
             "data": data,
@@ -236,11 +246,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         }
     else:
         (run,) = runs
-        print(f"{card_for(run.model).label} · {run.runtime} {run.precision} on {data}")
+        print(f"{card_for(run.model).label} · {run.runtime} {run.precision} on {data}, {run.decoding} decoding")
         print(f"  exact match  {run.exact_match:.2f}")
         print(f"  F1           {run.f1:.2f}")
         unanswered = f" ({run.unanswered:,} the model could not take, scored 0)" if run.unanswered else ""
         print(f"  questions    {run.n:,}{unanswered}")
+        if run.no_span:
+            print(
+                f"  no span      {run.no_span:,} (no valid span among run_qa's best starts and ends: answered "
+                f"{RUN_QA_NO_SPAN!r}, as run_qa does)"
+            )
         print(
             f"  speed        {run.questions_per_second:.2f} questions/s, median {run.median_latency_ms:.1f} ms per "
             f"question ({run.threads} threads)"
@@ -318,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--context-file", help="the passage, from a UTF-8 text file")
     add_model_arguments(ask)
     ask.add_argument("--runtime", choices=RUNTIMES, default="openvino", help="runtime of the sparse model")
-    ask.add_argument("--precision", choices=PRECISIONS, default="int8", help="precision of the sparse model")
+    ask.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     ask.add_argument("--top-k", type=int, default=3, help=f"how many candidate spans to show, 1 to {MAX_TOP_K} (default 3)")
     ask.add_argument("--compare", action="store_true", help="also answer with the dense PyTorch fp32 baseline")
     ask.add_argument("--runs", type=int, default=5, help="timed runs per model (default 5)")
@@ -359,9 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--data", metavar="FILE.json", help="a SQuAD v1.1 file, such as dev-v1.1.json")
     source.add_argument("--hub", action="store_true", help="the SQuAD v1.1 dev set from the Hugging Face hub")
     evaluate.add_argument("--runtime", choices=RUNTIMES, help="runtime of the sparse model (default openvino)")
-    evaluate.add_argument("--precision", choices=PRECISIONS, help="precision of the sparse model (default int8)")
+    evaluate.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     evaluate.add_argument(
         "--compare", action="store_true", help="run dense PyTorch fp32, sparse OpenVINO fp32 and int8; print a table"
+    )
+    evaluate.add_argument(
+        "--decoding",
+        choices=DECODINGS,
+        default=RUN_QA,
+        help="run_qa: answers picked as transformers' run_qa.py evaluation picks them, as for model cards' EM/F1 "
+        "(default); demo: the answers the demo shows",
     )
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
     evaluate.add_argument("--threads", type=int, help="inference threads (default: physical cores)")

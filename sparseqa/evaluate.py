@@ -292,6 +292,7 @@ class EvalRun:
     model: str
     runtime: str
     precision: str
+    decoding: str
     threads: int
     data: str
     date: str
@@ -299,6 +300,7 @@ class EvalRun:
     f1: float
     n: int
     unanswered: int
+    no_span: int
     questions_per_second: float
     median_latency_ms: float
     synthetic: bool
@@ -322,6 +324,8 @@ class EvalRun:
             "model": self.model,
             "runtime": self.runtime,
             "precision": self.precision,
+            "decoding": self.decoding,
+            "no_span": self.no_span,
             "threads": self.threads,
             "questions_per_second": self.questions_per_second,
             "median_latency_ms": self.median_latency_ms,
@@ -339,33 +343,43 @@ def model_key(model: str) -> str:
     return str(Path(model).resolve()) if os.path.isdir(model) else model
 
 
-def evaluate_engine(engine, questions: list[SquadQuestion], data: str, *, progress: bool = True) -> EvalRun:
-    """Answer every question with ``engine`` (best span over all windows, as the demo does) and score the answers.
+def evaluate_engine(
+    engine, questions: list[SquadQuestion], data: str, *, decoding: str = "run_qa", progress: bool = True
+) -> EvalRun:
+    """Answer every question with ``engine`` and score the answers.
 
-    A question the model cannot take (``InputError``, e.g. an empty question) gets the empty answer, which scores 0,
-    and is counted in ``unanswered``. Speed excludes one warm-up answer. ``progress`` shows a progress bar on stderr.
+    ``decoding`` ``run_qa`` (the default) picks each answer as transformers' run_qa.py evaluation does, which is how
+    model cards' EM/F1 were measured; ``demo`` scores the answer the demo shows (its ranking of 3 answers, as the
+    page asks for them). Where run_qa finds no valid span it answers "empty", as run_qa does; ``no_span`` counts
+    those. A question the model cannot take (``InputError``, e.g. an empty question) gets the empty answer, which
+    scores 0, and is counted in ``unanswered``. Speed excludes one warm-up answer and the questions without a span.
+    ``progress`` shows a progress bar on stderr.
     """
     from tqdm import tqdm
 
-    from .decoding import InputError
+    from .decoding import RUN_QA_NO_SPAN, InputError, NoSpanError
 
     predictions: dict[str, str] = {}
     spans: dict[str, tuple[int, int]] = {}
     latencies_ms: list[float] = []
-    unanswered = 0
+    unanswered = no_span = 0
     # One untimed answer first: the first inference allocates and tunes, which is no question's cost.
     for question in questions[:1]:
         try:
-            engine.answer(question.question, question.context, top_k=1)
-        except InputError:
+            engine.answer(question.question, question.context, decoding_method=decoding)
+        except (InputError, NoSpanError):
             pass
     began = time.perf_counter()
     for question in tqdm(questions, desc=engine.label, unit="q", disable=not progress, file=sys.stderr):
         try:
-            answer = engine.answer(question.question, question.context, top_k=1)
+            answer = engine.answer(question.question, question.context, decoding_method=decoding)
         except InputError:
             unanswered += 1
             predictions[question.id] = ""
+            continue
+        except NoSpanError:
+            no_span += 1
+            predictions[question.id] = RUN_QA_NO_SPAN
             continue
         predictions[question.id] = answer.text
         spans[question.id] = (answer.start, answer.end)
@@ -376,6 +390,7 @@ def evaluate_engine(engine, questions: list[SquadQuestion], data: str, *, progre
         model=model_key(engine.model_id),
         runtime=engine.runtime,
         precision=engine.precision,
+        decoding=decoding,
         threads=engine.threads,
         data=data,
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -383,6 +398,7 @@ def evaluate_engine(engine, questions: list[SquadQuestion], data: str, *, progre
         f1=float(scores["f1"]),
         n=int(scores["n"]),
         unanswered=unanswered,
+        no_span=no_span,
         questions_per_second=len(questions) / elapsed if elapsed > 0 else 0.0,
         median_latency_ms=float(statistics.median(latencies_ms)) if latencies_ms else 0.0,
         synthetic=engine.synthetic,
@@ -401,11 +417,13 @@ def run_configurations(
     questions: list[SquadQuestion],
     data: str,
     *,
+    decoding: str = "run_qa",
     threads: int | None = None,
     report: Callable[[str], None] = print,
     progress: bool = True,
 ) -> list[EvalRun]:
-    """Load each (model, runtime, precision) in turn, answer ``questions`` with it and save its result.
+    """Load each (model, runtime, precision) in turn, answer ``questions`` with it (``decoding``: see
+    ``evaluate_engine``) and save its result.
 
     One engine is in memory at a time. Raises ``ModelLoadError`` or ``ValueError`` from loading.
     """
@@ -415,7 +433,7 @@ def run_configurations(
     for model, runtime, precision in configurations:
         report(f"loading {model} on {runtime} {precision} ...")
         engine = load_engine(model, runtime, precision, threads=threads)
-        run = evaluate_engine(engine, questions, data, progress=progress)
+        run = evaluate_engine(engine, questions, data, decoding=decoding, progress=progress)
         del engine
         save_result(run.summary())
         runs.append(run)
@@ -469,11 +487,14 @@ def _saved_ns(path: Path) -> int:
     return int(prefix) if prefix.isdigit() else 0
 
 
-def latest_result(model: str, *, runtime: str | None = None, precision: str | None = None) -> dict | None:
-    """The most recent saved eval result for ``model`` (optionally on one runtime/precision), or None.
+def latest_result(
+    model: str, *, runtime: str | None = None, precision: str | None = None, decoding: str | None = None
+) -> dict | None:
+    """The most recent saved eval result for ``model`` (optionally on one runtime/precision/decoding), or None.
 
-    The dict has ``date``, ``runtime``, ``precision``, ``n``, ``exact_match``, ``f1``, ``data`` (and the rest of
-    ``EvalRun.summary()``). Unreadable files are skipped: a damaged result must not break the page that shows them.
+    The dict has ``date``, ``runtime``, ``precision``, ``decoding``, ``n``, ``exact_match``, ``f1``, ``data`` (and
+    the rest of ``EvalRun.summary()``). Results saved before decodings were recorded have no ``decoding`` and match
+    no decoding asked for. Unreadable files are skipped: a damaged result must not break the page that shows them.
     """
     key = model_key(model)
     found: list[tuple[str, str, dict]] = []
@@ -487,6 +508,8 @@ def latest_result(model: str, *, runtime: str | None = None, precision: str | No
         if runtime is not None and result.get("runtime") != runtime:
             continue
         if precision is not None and result.get("precision") != precision:
+            continue
+        if decoding is not None and result.get("decoding") != decoding:
             continue
         found.append((str(result.get("date", "")), _saved_ns(path), result))
     if not found:

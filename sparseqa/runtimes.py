@@ -35,6 +35,11 @@ PRECISIONS = ("fp32", "bf16", "int8")
 DEFAULT_CALIBRATION_SAMPLES = 300
 
 
+def default_precision(runtime: str) -> str:
+    """The precision a runtime runs at unless told otherwise: int8 on OpenVINO, fp32 on PyTorch (no int8 there)."""
+    return "fp32" if runtime == "pytorch" else "int8"
+
+
 @dataclass(frozen=True)
 class Timings:
     """Wall-clock milliseconds of one answer: tokenizing, the model's forward pass, and span decoding."""
@@ -113,18 +118,47 @@ class QAEngine:
         """Start and end logits, shape (windows, tokens), for tokenized inputs."""
         raise NotImplementedError
 
-    def answer(self, question: str, passage: str, top_k: int = 3, max_windows: int | None = None) -> Answer:
-        """The best answer span in ``passage`` and ``top_k - 1`` alternatives, with per-stage timings."""
+    def answer(
+        self,
+        question: str,
+        passage: str,
+        top_k: int = 3,
+        max_windows: int | None = None,
+        decoding_method: str = decoding.DEMO,
+    ) -> Answer:
+        """The best answer span in ``passage`` and ``top_k - 1`` alternatives, with per-stage timings.
+
+        ``decoding_method`` is ``demo`` (the transformers pipeline's ranking, what the page shows) or ``run_qa`` (the
+        procedure behind model cards' EM/F1, which raises ``NoSpanError`` where it finds no valid span).
+        """
         began = time.perf_counter()
-        encoding = decoding.encode(self.tokenizer, question, passage, max_windows=max_windows)
+        encoding = decoding.encode(
+            self.tokenizer, question, passage, max_windows=max_windows, decoding=decoding_method
+        )
         inputs = decoding.model_inputs(encoding, self.input_names)
         tokenized = time.perf_counter()
         start_logits, end_logits = self.infer(inputs)
         inferred = time.perf_counter()
-        spans = decoding.best_spans(start_logits, end_logits, encoding, passage, top_k=max(top_k, 1))
+        if not (np.isfinite(start_logits).all() and np.isfinite(end_logits).all()):
+            raise RuntimeError(f"{self.label} returned non-finite start/end scores: its weights or IR may be broken")
+        if decoding_method == decoding.RUN_QA:
+            spans = decoding.run_qa_spans(start_logits, end_logits, encoding, passage)[: max(top_k, 1)]
+            if not spans:
+                raise decoding.NoSpanError(
+                    f"none of the {decoding.N_BEST} best starts and ends of {self.label} makes a valid span"
+                )
+        else:
+            spans = decoding.demo_spans(
+                start_logits,
+                end_logits,
+                encoding,
+                passage,
+                top_k=max(top_k, 1),
+                cls_token_id=getattr(self.tokenizer, "cls_token_id", None),
+            )
         decoded = time.perf_counter()
         if not spans:
-            raise RuntimeError(f"{self.label} returned no finite start/end scores: its weights or IR may be broken")
+            raise RuntimeError(f"{self.label} gave no answer span a probability above 0: its weights may be broken")
         best = spans[0]
         return Answer(
             text=best.text,

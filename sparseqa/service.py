@@ -16,7 +16,7 @@ import pandas as pd
 
 from .decoding import InputError, check_text
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, ModelLoadError, card_for
-from .runtimes import Answer, QAEngine, load_engine
+from .runtimes import Answer, QAEngine, default_precision, load_engine
 from .timing import LatencyStats, repeat
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,21 @@ def _positive(variable: str, raw: str, kind: type[int] | type[float]) -> int | f
 
 @dataclass(frozen=True)
 class Settings:
-    """Which models to load, where, and how."""
+    """Which models to load, where, and how; the sparse model's precision defaults to its runtime's (int8 on
+    OpenVINO, fp32 on PyTorch)."""
 
     model: str = SPARSE_ID
     dense_model: str | None = DENSE_ID
     runtime: str = "openvino"
-    precision: str = "int8"
+    precision: str | None = None
     dense_runtime: str = "pytorch"
     dense_precision: str = "fp32"
     threads: int | None = None
     limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.precision is None:
+            object.__setattr__(self, "precision", default_precision(self.runtime))
 
     @classmethod
     def synthetic_models(cls, **overrides) -> Settings:

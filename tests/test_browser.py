@@ -1,10 +1,14 @@
-"""The served page in headless Chromium (Debian's package; Playwright never downloads a browser here)."""
+"""The served page in headless Chromium (Debian's package; Playwright never downloads a browser here).
+
+Without Chromium these tests skip, saying how to install it; CI (``.ci/run``) sets ``SPARSEQA_REQUIRE_BROWSER=1``,
+which makes a missing browser a failure there.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -16,12 +20,22 @@ SHARED_SCREENSHOT = "/tmp/sparseqa-screenshot.png"
 ANSWER_TIMEOUT_MS = 60_000
 BENCH_TIMEOUT_MS = 300_000  # may include exporting and quantizing the tiny models on first use
 MARKUP = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+REQUIRE_BROWSER = "SPARSEQA_REQUIRE_BROWSER"
+
+
+def require_browser(executable: str, environ: Mapping[str, str]) -> None:
+    """Skip the calling test when ``executable`` is missing, or fail it where ``REQUIRE_BROWSER`` is set (CI)."""
+    if os.path.exists(executable):
+        return
+    message = f"{executable} is missing: install Debian's Chromium with `apt-get install -y chromium`"
+    if environ.get(REQUIRE_BROWSER) == "1":
+        pytest.fail(f"{message} ({REQUIRE_BROWSER}=1: the browser tests must run here)")
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get install -y chromium`")
+    require_browser(CHROMIUM, os.environ)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -115,3 +129,13 @@ def test_the_benchmark_tab_shows_progress_then_the_table_and_plot(page, tmp_path
     expect(page.locator("#bench-plot img")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
     page.screenshot(path=tmp_path / "bench.png", full_page=True)
     shutil.copy(tmp_path / "bench.png", "/tmp/sparseqa-bench-screenshot.png")
+
+
+def test_without_chromium_the_browser_tests_skip_saying_how_to_install_it(tmp_path):
+    with pytest.raises(pytest.skip.Exception, match=r"missing: install Debian's Chromium with `apt-get install -y chro"):
+        require_browser(str(tmp_path / "chromium"), {})
+
+
+def test_without_chromium_the_browser_tests_fail_where_ci_requires_them(tmp_path):
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install -y chromium.*SPARSEQA_REQUIRE_BROWSER=1"):
+        require_browser(str(tmp_path / "chromium"), {REQUIRE_BROWSER: "1"})

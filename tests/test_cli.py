@@ -38,7 +38,7 @@ def cli(tiny_sparse_model, tiny_dense_model, tmp_path_factory) -> dict[str, subp
     (files / "latin1.txt").write_bytes("Ça coûte cher.".encode("latin-1"))
     sparse, dense = str(tiny_sparse_model), str(tiny_dense_model)
     ask = ["ask", "--model", sparse, "--question", QUESTION, "--context", PASSAGE, "--runs", "2"]
-    on_pytorch = ["--runtime", "pytorch", "--precision", "fp32"]  # no OpenVINO import: a faster subprocess
+    on_pytorch = ["--runtime", "pytorch"]  # fp32 without asking; no OpenVINO import: a faster subprocess
     commands = {
         "ask json": ask + ["--json"],
         "ask compare json": ask + ["--dense-model", dense, "--compare", "--json", "--precision", "fp32"],
@@ -107,6 +107,7 @@ def test_ask_compare_json_adds_the_dense_answer_and_the_speedup(cli):
 def test_ask_prints_both_answers_their_latency_and_the_speedup(cli):
     output = succeeded(cli["ask text"]).stdout
 
+    assert "· pytorch fp32" in output.splitlines()[0], "--runtime pytorch alone runs the sparse model in fp32"
     answers = re.findall(r"answer: '(.*)'  \(characters (\d+)-(\d+), p=0\.\d{3}\)", output)
     assert len(answers) == 2
     for text, start, end in answers:

@@ -1,4 +1,8 @@
-"""Span decoding against hand-made logits over real tokenizer encodings, and the input errors of ``encode``."""
+"""Both span decodings against hand-made logits over real tokenizer encodings, and the input errors of ``encode``.
+
+``demo_spans`` is the transformers 4.x pipeline's ranking, ``run_qa_spans`` the run_qa.py evaluation's; each test
+pins down one of their rules with logits chosen so the expected answer and score can be worked out by hand.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from sparseqa.decoding import MAX_ANSWER_TOKENS, InputError, best_spans, encode
+from sparseqa.decoding import MAX_ANSWER_TOKENS, N_BEST, RUN_QA, InputError, demo_spans, encode, run_qa_spans
 
 PASSAGE = "The Kestrel probe landed on Sarrow Flats after a journey of seven years."
 QUESTION = "Where did the probe land?"
@@ -52,8 +56,16 @@ def probability(high: float, tokens: int, cls: float = 0.0) -> float:
     return float(one * one)
 
 
+def token_chars(encoding, window: int, first: int, last: int) -> tuple[int, int]:
+    """The characters from token ``first``'s start to token ``last``'s end: a span as run_qa cuts it."""
+    return encoding.token_to_chars(window, first).start, encoding.token_to_chars(window, last).end
+
+
 def long_passage(sentences: int) -> str:
     return " ".join(f"In year {n} the harbour of town {n} shipped grain and salt." for n in range(sentences))
+
+
+# ---- demo decoding: the transformers 4.x pipeline's ranking ------------------------------------------------------
 
 
 def test_the_planted_span_is_the_best_answer_with_its_probability(tokenizer):
@@ -61,7 +73,7 @@ def test_the_planted_span_is_the_best_answer_with_its_probability(tokenizer):
     first, last = token_range(encoding, PASSAGE, "Sarrow Flats")
     start, end = planted_logits(encoding, [(0, first, last)])
 
-    (span,) = best_spans(start, end, encoding, PASSAGE, top_k=1)
+    (span,) = demo_spans(start, end, encoding, PASSAGE, top_k=1)
 
     assert (span.text, span.start, span.end) == ("Sarrow Flats", PASSAGE.index("Sarrow"), PASSAGE.index(" after"))
     assert span.score == pytest.approx(probability(8.0, len(passage_tokens(encoding))))
@@ -77,13 +89,13 @@ def test_question_special_and_padding_tokens_are_never_chosen(tokenizer):
     start, end = planted_logits(encoding, [(1, first, last)], high=3.0)
     for window in range(2):
         outside = [position for position, sequence in enumerate(encoding.sequence_ids(window)) if sequence != 1]
-        start[window, outside] = 50.0
-        end[window, outside] = 50.0
+        start[window, outside[1:]] = 50.0  # all but [CLS], which keeps its place in the softmax
+        end[window, outside[1:]] = 50.0
 
-    spans = best_spans(start, end, encoding, passage, top_k=5)
+    spans = demo_spans(start, end, encoding, passage, top_k=5)
 
     assert spans[0].text == "lighthouse"
-    assert spans[0].score == pytest.approx(probability(3.0, len(passage_tokens(encoding, 1)), cls=50.0))
+    assert spans[0].score == pytest.approx(probability(3.0, len(passage_tokens(encoding, 1))))
     assert all(0 <= span.start < span.end <= len(passage) for span in spans)
 
 
@@ -95,7 +107,7 @@ def test_an_end_before_the_start_is_never_chosen(tokenizer):
     start[0, late_first] = 9.0  # the strongest start is after the strongest end
     end[0, early_last] = 9.0
 
-    spans = best_spans(start, end, encoding, PASSAGE, top_k=10)
+    spans = demo_spans(start, end, encoding, PASSAGE, top_k=10)
 
     journey, probe_end = PASSAGE.index("journey"), PASSAGE.index("probe") + len("probe")
     assert spans, "some span must be valid"
@@ -114,44 +126,89 @@ def test_spans_longer_than_the_answer_limit_are_never_chosen(tokenizer):
     start[0, tokens[5]] = end[0, tokens[5 + MAX_ANSWER_TOKENS]] = 9.0  # 31 tokens: too long
     end[0, tokens[5 + MAX_ANSWER_TOKENS - 1]] = 6.0  # exactly 30 tokens: allowed
 
-    spans = best_spans(start, end, encoding, passage, top_k=20)
+    spans = demo_spans(start, end, encoding, passage, top_k=20)
 
     assert (spans[0].start, spans[0].end) == (5 * len(word), (5 + MAX_ANSWER_TOKENS) * len(word) - 1)
     assert all(len(span.text.split()) <= MAX_ANSWER_TOKENS for span in spans)
 
 
-def test_top_k_spans_are_distinct_probabilities_best_first(tokenizer):
+def test_top_k_answers_are_distinct_texts_best_first(tokenizer):
     encoding = encode(tokenizer, QUESTION, PASSAGE)
     generator = np.random.default_rng(7)
-    start = generator.normal(0, 2, encoding["input_ids"].shape)
-    end = generator.normal(0, 2, encoding["input_ids"].shape)
+    start = generator.normal(0, 2, encoding["input_ids"].shape).astype(np.float32)
+    end = generator.normal(0, 2, encoding["input_ids"].shape).astype(np.float32)
 
-    spans = best_spans(start, end, encoding, PASSAGE, top_k=8)
+    spans = demo_spans(start, end, encoding, PASSAGE, top_k=8)
 
     assert len(spans) == 8
-    assert len({(span.start, span.end) for span in spans}) == 8
+    assert len({span.text.lower() for span in spans}) == 8
     scores = [span.score for span in spans]
     assert scores == sorted(scores, reverse=True)
     assert all(0 < score <= 1 for score in scores)
 
 
-def test_scores_of_all_valid_spans_of_a_window_sum_to_at_most_one(tokenizer):
+def test_with_every_pair_ranked_each_answer_scores_the_sum_of_the_token_spans_on_its_words(tokenizer):
     encoding = encode(tokenizer, QUESTION, PASSAGE)
     tokens = passage_tokens(encoding)
     generator = np.random.default_rng(3)
-    start = generator.normal(0, 3, encoding["input_ids"].shape)
-    end = generator.normal(0, 3, encoding["input_ids"].shape)
+    start = generator.normal(0, 3, encoding["input_ids"].shape).astype(np.float32)
+    end = generator.normal(0, 3, encoding["input_ids"].shape).astype(np.float32)
+    # Worked out here in float64: p(start) * p(end) over [CLS] + passage, summed per whole-word text.
+    scored = [0, *tokens]
+    p_start = np.exp(start[0, scored].astype(np.float64)) / np.exp(start[0, scored].astype(np.float64)).sum()
+    p_end = np.exp(end[0, scored].astype(np.float64)) / np.exp(end[0, scored].astype(np.float64)).sum()
+    expected: dict[str, float] = {}
+    for i, first in enumerate(tokens, start=1):
+        for j, last in enumerate(tokens, start=1):
+            if first <= last < first + MAX_ANSWER_TOKENS:
+                begin = encoding.word_to_chars(0, encoding.token_to_word(0, first), sequence_index=1).start
+                stop = encoding.word_to_chars(0, encoding.token_to_word(0, last), sequence_index=1).end
+                text = PASSAGE[begin:stop]
+                expected[text] = expected.get(text, 0.0) + p_start[i] * p_end[j]
 
-    # Every single-token span is a distinct valid span, so asking for all of them sums a share of the total mass.
-    spans = best_spans(start, end, encoding, PASSAGE, top_k=len(tokens) ** 2)
+    # 2 * top_k + 10 candidates per window: more than there are token pairs, so every pair is counted.
+    spans = demo_spans(start, end, encoding, PASSAGE, top_k=len(tokens) ** 2)
 
-    assert 0 < sum(span.score for span in spans) <= 1 + 1e-9
-    p_start = np.exp(start[0, tokens]) / (np.exp(start[0, tokens]).sum() + np.exp(start[0, 0]))
-    p_end = np.exp(end[0, tokens]) / (np.exp(end[0, tokens]).sum() + np.exp(end[0, 0]))
-    best_pair = max(
-        p_start[i] * p_end[j] for i in range(len(tokens)) for j in range(i, min(i + MAX_ANSWER_TOKENS, len(tokens)))
-    )
-    assert spans[0].score == pytest.approx(best_pair)
+    assert {span.text: span.score for span in spans} == pytest.approx(expected, rel=1e-5)
+    assert [span.text for span in spans[:5]] == sorted(expected, key=expected.get, reverse=True)[:5]
+    assert sum(span.score for span in spans) <= 1 + 1e-6
+
+
+def test_a_word_reached_by_two_token_spans_scores_their_sum(tokenizer):
+    encoding = encode(tokenizer, QUESTION, PASSAGE)
+    lan, _ = token_range(encoding, PASSAGE, "landed")
+    assert tokenizer.convert_ids_to_tokens(encoding["input_ids"][0, lan : lan + 3].tolist()) == ["lan", "##d", "##ed"]
+    start = np.full(encoding["input_ids"].shape, -20.0, dtype=np.float32)
+    end = np.full_like(start, -20.0)
+    start[0, lan] = start[0, lan + 1] = 8.0  # two starts inside "landed", equally likely
+    end[0, lan + 2] = 8.0
+
+    spans = demo_spans(start, end, encoding, PASSAGE, top_k=3)
+
+    # Both token spans widen to "landed": the pipeline adds them up, about 1/2 + 1/2.
+    assert spans[0].text == "landed"
+    assert spans[0].score == pytest.approx(1.0, abs=1e-6)
+    assert all(span.text != "landed" for span in spans[1:])
+
+
+def test_the_same_text_in_two_places_is_one_answer_with_the_offsets_of_the_better(tokenizer):
+    passage = "Paris is big. The city of paris is old."
+    encoding = encode(tokenizer, QUESTION, passage)
+    first_start, first_end = token_range(encoding, passage, "Paris")
+    second_start, second_end = token_range(encoding, passage, "paris")
+    start = np.full(encoding["input_ids"].shape, -20.0, dtype=np.float32)
+    end = np.full_like(start, -20.0)
+    start[0, first_start], end[0, first_end] = 7.9, 8.0
+    start[0, second_start], end[0, second_end] = 8.0, 8.0
+
+    spans = demo_spans(start, end, encoding, passage, top_k=3)
+
+    # Equal ignoring case: one answer, at the lower-case "paris" (its pair ranks first), scored both pairs' sum.
+    assert (spans[0].text, spans[0].start) == ("paris", passage.index("paris"))
+    p_second = np.exp(8.0) / (np.exp(7.9) + np.exp(8.0))
+    p_first = np.exp(7.9) / (np.exp(7.9) + np.exp(8.0))
+    assert spans[0].score == pytest.approx(p_second * 0.5 + p_first * 0.5, rel=1e-5)
+    assert all(span.text.lower() != "paris" for span in spans[1:])
 
 
 def test_a_span_in_the_last_of_several_windows_is_found(tokenizer):
@@ -163,33 +220,38 @@ def test_a_span_in_the_last_of_several_windows_is_found(tokenizer):
     first, last = token_range(encoding, passage, "Marrow Bridge", window=windows - 1)
     start, end = planted_logits(encoding, [(windows - 1, first, last)])
 
-    span = best_spans(start, end, encoding, passage, top_k=3)[0]
+    span = demo_spans(start, end, encoding, passage, top_k=3)[0]
 
     assert span.text == "Marrow Bridge"
     assert passage[span.start : span.end] == span.text
 
 
-def test_a_span_in_the_overlap_of_two_windows_is_reported_once_with_its_better_score(tokenizer):
-    passage = long_passage(30)
-    encoding = encode(tokenizer, QUESTION, passage)
-    assert encoding["input_ids"].shape[0] == 2
-    # A sentence in the overlap: its tokens are in both windows.
-    target = next(
+def overlap_target(encoding, passage: str) -> str:
+    """A ``town N shipped`` whose tokens are in both windows of a two-window encoding."""
+    return next(
         f"town {n} shipped"
         for n in range(30)
         if encoding.char_to_token(0, passage.index(f"town {n} shipped"), sequence_index=1) is not None
         and encoding.char_to_token(1, passage.index(f"town {n} shipped"), sequence_index=1) is not None
     )
+
+
+def test_a_span_in_the_overlap_of_two_windows_is_one_answer_scored_the_sum_of_both(tokenizer):
+    passage = long_passage(30)
+    encoding = encode(tokenizer, QUESTION, passage)
+    assert encoding["input_ids"].shape[0] == 2
+    target = overlap_target(encoding, passage)
     plants = [(window, *token_range(encoding, passage, target, window=window)) for window in range(2)]
     start, end = planted_logits(encoding, plants[:1], high=6.0)
     second_start, second_end = planted_logits(encoding, plants[1:], high=7.0)
     start[1], end[1] = second_start[1], second_end[1]
 
-    spans = best_spans(start, end, encoding, passage, top_k=10)
+    spans = demo_spans(start, end, encoding, passage, top_k=10)
 
     assert [span.text for span in spans].count(target) == 1
     assert spans[0].text == target
-    assert spans[0].score == pytest.approx(probability(7.0, len(passage_tokens(encoding, 1))))
+    expected = probability(6.0, len(passage_tokens(encoding, 0))) + probability(7.0, len(passage_tokens(encoding, 1)))
+    assert spans[0].score == pytest.approx(expected, rel=1e-5)
 
 
 def test_a_span_starting_and_ending_inside_words_is_widened_to_whole_words(tokenizer):
@@ -202,26 +264,28 @@ def test_a_span_starting_and_ending_inside_words_is_widened_to_whole_words(token
     start[0, creme_first + 1] = 9.0  # inside "crème"
     end[0, brulee_last - 1] = 9.0  # inside "brûlée"
 
-    span = best_spans(start, end, encoding, passage)[0]
+    span = demo_spans(start, end, encoding, passage)[0]
 
     assert span.text == "crème brûlée"
 
 
-def test_a_word_cut_by_a_window_edge_is_answered_whole(tokenizer):
+def test_a_word_cut_by_a_window_edge_ends_at_the_edge_as_the_pipeline_aligns_it(tokenizer):
     words = [f"zyxwvutsrq{n}" for n in range(40)]
     passage = " ".join(words)
     encoding = encode(tokenizer, "what is it?", passage, max_length=64, stride=16)
     edge = passage_tokens(encoding, 0)[-1]
     cut_word = words[encoding.token_to_word(0, edge)]
-    assert encoding.token_to_chars(0, edge).end < passage.index(cut_word) + len(cut_word), "the edge should cut a word"
+    edge_end = encoding.token_to_chars(0, edge).end
+    assert edge_end < passage.index(cut_word) + len(cut_word), "the edge should cut a word"
     start, end = planted_logits(encoding, [(0, edge, edge)])
 
-    span = best_spans(start, end, encoding, passage)[0]
+    span = demo_spans(start, end, encoding, passage)[0]
 
-    assert span.text == cut_word
+    # The pipeline widens to the word as far as this window holds it.
+    assert (span.start, span.end) == (passage.index(cut_word), edge_end)
 
 
-def test_top_k_finds_distinct_spans_when_the_best_pairs_all_fall_in_one_long_word(tokenizer):
+def test_when_all_candidate_pairs_fall_in_one_word_the_pipeline_returns_that_word_alone(tokenizer):
     passage = "Before it came pneumonoultramicroscopicsilicovolcanoconiosis and after it came rest."
     encoding = encode(tokenizer, QUESTION, passage)
     first, last = token_range(encoding, passage, "pneumonoultramicroscopicsilicovolcanoconiosis")
@@ -230,10 +294,104 @@ def test_top_k_finds_distinct_spans_when_the_best_pairs_all_fall_in_one_long_wor
     start[0, first : last + 1] = 5.0
     end[0, first : last + 1] = 5.0
 
-    spans = best_spans(start, end, encoding, passage, top_k=3)
+    spans = demo_spans(start, end, encoding, passage, top_k=3)
 
-    assert spans[0].text == "pneumonoultramicroscopicsilicovolcanoconiosis"
-    assert len({(span.start, span.end) for span in spans}) == 3
+    # The 2 * 3 + 10 best pairs all lie inside the word: one answer, scored their sum.
+    assert [span.text for span in spans] == ["pneumonoultramicroscopicsilicovolcanoconiosis"]
+    tokens, pieces = len(passage_tokens(encoding)), last - first + 1
+    one = np.exp(5.0) / (pieces * np.exp(5.0) + tokens - pieces + 1)
+    assert spans[0].score == pytest.approx(16 * one * one, rel=1e-5)
+
+
+# ---- run_qa decoding: transformers' run_qa.py / utils_qa evaluation ------------------------------------------------
+
+
+def run_qa_encoding(tokenizer, question: str, passage: str, **options):
+    encoding = encode(tokenizer, question, passage, decoding=RUN_QA, **options)
+    assert encoding["input_ids"].shape[1] == 384, "run_qa pads every window to 384 tokens"
+    return encoding
+
+
+def test_run_qa_takes_the_best_start_plus_end_logit_cut_at_the_tokens(tokenizer):
+    passage = "Dessert was crème brûlée with raspberries."
+    encoding = run_qa_encoding(tokenizer, QUESTION, passage)
+    creme_first, _ = token_range(encoding, passage, "crème")
+    _, brulee_last = token_range(encoding, passage, "brûlée")
+    start, end = planted_logits(encoding, [])
+    start[0, creme_first + 1] = 9.0  # inside "crème"
+    end[0, brulee_last - 1] = 9.0  # inside "brûlée"
+
+    spans = run_qa_spans(start, end, encoding, passage)
+
+    # No widening to words: the answer starts and ends mid-word, where the tokens do.
+    begin, stop = token_chars(encoding, 0, creme_first + 1, brulee_last - 1)
+    assert (spans[0].start, spans[0].end) == (begin, stop)
+    assert spans[0].text == passage[begin:stop] == "ème brûlé"
+    assert len(spans) <= N_BEST and all(passage[span.start : span.end] == span.text for span in spans)
+
+
+def test_run_qa_never_pairs_a_start_outside_its_twenty_best_starts(tokenizer):
+    passage = "the " * 80
+    encoding = run_qa_encoding(tokenizer, QUESTION, passage)
+    tokens = passage_tokens(encoding)
+    assert len(tokens) == 80, "each 'the' should be one token"
+    start, end = planted_logits(encoding, [])
+    for rank in range(N_BEST):  # the 20 best starts all come after the best end
+        start[0, tokens[40 + rank]] = 5.0 - 0.001 * rank
+    start[0, tokens[30]] = 4.9  # the 21st best start
+    end[0, tokens[31]] = 10.0  # best end: 4.9 + 10 is the best valid pair, but its start is not in the top 20
+    end[0, tokens[65]] = 1.0
+
+    best = run_qa_spans(start, end, encoding, passage)[0]
+
+    assert (best.start, best.end) == token_chars(encoding, 0, tokens[40], tokens[65])
+    # The demo's ranking looks at pairs, not at the 20 best starts: it finds the pair run_qa cannot.
+    demo = demo_spans(start, end, encoding, passage)[0]
+    assert (demo.start, demo.end) == token_chars(encoding, 0, tokens[30], tokens[31])
+
+
+def test_run_qa_has_no_span_when_its_twenty_best_starts_are_question_or_padding(tokenizer):
+    encoding = run_qa_encoding(tokenizer, QUESTION, PASSAGE)
+    outside = [position for position, sequence in enumerate(encoding.sequence_ids(0)) if sequence != 1]
+    start, end = planted_logits(encoding, [(0, *token_range(encoding, PASSAGE, "Sarrow Flats"))])
+    start[0, outside[-N_BEST:]] = 9.0  # 20 padding positions outrank every passage token
+
+    assert run_qa_spans(start, end, encoding, PASSAGE) == []
+
+
+def test_run_qa_breaks_a_tie_in_favour_of_the_earlier_window(tokenizer):
+    passage = long_passage(30)
+    encoding = run_qa_encoding(tokenizer, QUESTION, passage)
+    assert encoding["input_ids"].shape[0] == 2
+    early = "town 0 shipped"  # only in the first window
+    late = "town 29 shipped"  # only in the second
+    assert encoding.char_to_token(1, passage.index(early), sequence_index=1) is None
+    assert encoding.char_to_token(0, passage.index(late), sequence_index=1) is None
+    plants = [(0, *token_range(encoding, passage, early)), (1, *token_range(encoding, passage, late, window=1))]
+    start, end = planted_logits(encoding, plants)
+
+    first, second = run_qa_spans(start, end, encoding, passage)[:2]
+
+    assert (first.text, second.text) == (early, late)
+    assert first.score == second.score
+
+
+def test_run_qa_lists_a_span_found_in_two_windows_once_with_its_better_score(tokenizer):
+    passage = long_passage(30)
+    encoding = run_qa_encoding(tokenizer, QUESTION, passage)
+    target = overlap_target(encoding, passage)
+    plants = [(window, *token_range(encoding, passage, target, window=window)) for window in range(2)]
+    start, end = planted_logits(encoding, plants[:1], high=6.0)
+    second_start, second_end = planted_logits(encoding, plants[1:], high=7.0)
+    start[1], end[1] = second_start[1], second_end[1]
+
+    spans = run_qa_spans(start, end, encoding, passage)
+
+    assert spans[0].text == target
+    assert [span.text for span in spans].count(target) == 1
+    # utils_qa's probability: a softmax over the n-best scores, so below 1 and above every other span's.
+    assert 1 > spans[0].score > spans[1].score > 0
+    assert sum(span.score for span in spans) <= 1 + 1e-6
 
 
 UNICODE_CASES = [
@@ -259,7 +417,7 @@ def test_unicode_answers_are_exact_passage_substrings(tokenizer, passage, plante
     first, last = token_range(encoding, passage, planted)
     start, end = planted_logits(encoding, [(0, first, last)])
 
-    span = best_spans(start, end, encoding, passage, top_k=3)[0]
+    span = demo_spans(start, end, encoding, passage, top_k=3)[0]
 
     assert span.text == planted
     assert passage[span.start : span.end] == span.text
@@ -320,7 +478,7 @@ def test_an_emoji_only_passage_is_answered_with_the_emoji(tokenizer):
     encoding = encode(tokenizer, QUESTION, passage)
     start, end = planted_logits(encoding, [])
 
-    span = best_spans(start, end, encoding, passage)[0]
+    span = demo_spans(start, end, encoding, passage)[0]
 
     assert span.text == passage
 

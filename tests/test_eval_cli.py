@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from sparseqa.cli import main
+from sparseqa.decoding import RUN_QA_NO_SPAN
 from sparseqa.evaluate import latest_result, load_squad
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,7 +151,7 @@ def tiny_eval(tiny_sparse_model, tmp_path_factory):
 def test_eval_prints_what_it_writes_as_json(tiny_eval, tiny_sparse_model):
     summary = tiny_eval["summary"]
     assert summary["n"] == 8
-    assert (summary["runtime"], summary["precision"]) == ("openvino", "fp32")
+    assert (summary["runtime"], summary["precision"], summary["decoding"]) == ("openvino", "fp32", "run_qa")
     assert summary["model"] == str(tiny_sparse_model.resolve())
     assert summary["data"] == str(TINY)
     assert summary["synthetic"] is False
@@ -162,13 +163,16 @@ def test_eval_prints_what_it_writes_as_json(tiny_eval, tiny_sparse_model):
     assert "8/8" in tiny_eval["stderr"]  # the progress bar went to stderr and finished
 
 
-def test_eval_predictions_are_spans_of_their_passages(tiny_eval):
+def test_eval_predictions_are_spans_of_their_passages_or_run_qas_no_span_answer(tiny_eval):
     questions = load_squad(TINY)
     predictions = tiny_eval["predictions"]
     assert set(predictions) == {question.id for question in questions}
     for question in questions:
         assert predictions[question.id]
-        assert predictions[question.id] in question.context
+        assert predictions[question.id] in question.context or predictions[question.id] == RUN_QA_NO_SPAN
+    no_span = sum(text == RUN_QA_NO_SPAN for text in predictions.values())
+    assert tiny_eval["summary"]["no_span"] == no_span
+    assert ("no span      " in tiny_eval["stdout"]) == (no_span > 0)
 
 
 def test_eval_predictions_scored_by_score_give_the_printed_scores(tiny_eval, capsys):
@@ -184,6 +188,23 @@ def test_eval_predictions_scored_by_score_give_the_printed_scores(tiny_eval, cap
 
 def test_latest_result_returns_what_eval_saved(tiny_eval):
     assert tiny_eval["saved"] == tiny_eval["summary"]
+
+
+def test_eval_with_demo_decoding_on_pytorch_runs_fp32_and_writes_the_demos_answers(tiny_sparse_model, tmp_path):
+    from sparseqa.runtimes import load_engine
+
+    result = run_cli(
+        "eval", "--model", str(tiny_sparse_model), "--runtime", "pytorch", "--decoding", "demo",
+        "--data", str(TINY), "--json", str(tmp_path / "result.json"), "--predictions-out", str(tmp_path / "pred.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+    summary = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
+    assert (summary["runtime"], summary["precision"], summary["decoding"]) == ("pytorch", "fp32", "demo")
+    assert "pytorch fp32 on" in result.stdout and "demo decoding" in result.stdout
+    engine = load_engine(str(tiny_sparse_model), "pytorch", "fp32")
+    expected = {q.id: engine.answer(q.question, q.context).text for q in load_squad(TINY)}
+    assert json.loads((tmp_path / "pred.json").read_text(encoding="utf-8")) == expected
 
 
 def test_compare_prints_the_three_configurations(tiny_sparse_model, tiny_dense_model, tmp_path):

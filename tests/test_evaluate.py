@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sparseqa.decoding import RUN_QA_NO_SPAN
 from sparseqa.evaluate import (
     COMPARE_COLUMNS,
     SYNTHETIC_EVAL_NOTE,
@@ -562,6 +563,7 @@ def _run(model="m", runtime="openvino", precision="fp32", spans=None, synthetic=
         model=model,
         runtime=runtime,
         precision=precision,
+        decoding="run_qa",
         threads=2,
         data="d.json",
         date="2026-01-01T00:00:00+00:00",
@@ -569,6 +571,7 @@ def _run(model="m", runtime="openvino", precision="fp32", spans=None, synthetic=
         f1=60.0,
         n=4,
         unanswered=0,
+        no_span=0,
         questions_per_second=10.0,
         median_latency_ms=100.0,
         synthetic=synthetic,
@@ -628,6 +631,10 @@ def test_latest_result_picks_the_newest_matching_result(monkeypatch, tmp_path):
     assert latest_result(SPARSE_ID, runtime="pytorch") is None
     assert latest_result(DENSE_ID) == dense
     assert not list(results_dir().glob("*.tmp"))
+    demo = _run(model=SPARSE_ID, decoding="demo", exact_match=5.0).summary()
+    save_result(demo)
+    assert latest_result(SPARSE_ID, precision="fp32", decoding="demo") == demo
+    assert latest_result(SPARSE_ID, precision="fp32", decoding="run_qa") == newer_same_second
 
 
 def test_latest_result_names_a_local_model_by_its_absolute_path(monkeypatch, tmp_path):
@@ -653,16 +660,34 @@ def test_evaluate_engine_answers_with_passage_spans_and_scores_them(tiny_sparse_
     questions = load_squad(path)
 
     run = evaluate_engine(engine, questions, str(path), progress=False)
-    assert (run.n, run.unanswered) == (9, 1)
+    assert (run.n, run.unanswered, run.decoding) == (9, 1, "run_qa")
     assert run.predictions["empty"] == ""
     assert "empty" not in run.spans
+    no_span = 0
     for question in questions:
         if question.id == "empty":
             continue
+        if question.id not in run.spans:  # run_qa found no valid span among its 20 best starts and ends
+            assert run.predictions[question.id] == RUN_QA_NO_SPAN
+            no_span += 1
+            continue
         start, end = run.spans[question.id]
         assert question.context[start:end] == run.predictions[question.id]
+    assert run.no_span == no_span
     scores = score_predictions(questions, run.predictions)
     assert (run.exact_match, run.f1) == (scores["exact_match"], scores["f1"])
     assert run.model == str(tiny_sparse_model.resolve())
     assert (run.runtime, run.precision, run.synthetic) == ("openvino", "fp32", False)
     assert run.questions_per_second > 0 and run.median_latency_ms > 0
+
+
+def test_evaluate_engine_with_demo_decoding_scores_the_answers_the_demo_shows(tiny_sparse_model):
+    from sparseqa.runtimes import load_engine
+
+    engine = load_engine(str(tiny_sparse_model), "openvino", "fp32")
+    questions = load_squad(TINY)
+
+    run = evaluate_engine(engine, questions, str(TINY), decoding="demo", progress=False)
+
+    assert run.decoding == "demo" and run.no_span == 0
+    assert run.predictions == {q.id: engine.answer(q.question, q.context).text for q in questions}

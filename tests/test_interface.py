@@ -252,22 +252,28 @@ def test_accuracy_shows_both_cards_and_the_latest_eval_of_each_loaded_configurat
 
     sparse = service.sparse
     measured = {"model": model_key(sparse.model_id), "runtime": sparse.runtime, "precision": sparse.precision}
-    save_result(measured | {"exact_match": 12.345, "f1": 20.0, "n": 1234, "data": "dev.json", "date": "2026-11-29T08:00:00+00:00"})
-    save_result(measured | {"runtime": "pytorch", "exact_match": 99.0, "f1": 99.0, "n": 1, "data": "x", "date": "2027-01-01"})
+    data = str(tmp_path / "home" / "someone" / "dev.json")
+    save_result(measured | {"decoding": "run_qa", "exact_match": 12.345, "f1": 20.0, "n": 1234, "data": data, "date": "2026-11-29T08:00:00+00:00"})
+    save_result(measured | {"decoding": "demo", "exact_match": 11.0, "f1": 19.0, "n": 1234, "data": data, "date": "2026-11-29T09:00:00+00:00"})
+    save_result(measured | {"decoding": "run_qa", "runtime": "pytorch", "exact_match": 99.0, "f1": 99.0, "n": 1, "data": "x", "date": "2027-01-01"})
+    save_result(measured | {"exact_match": 98.0, "f1": 98.0, "n": 1, "data": "x", "date": "2027-01-01"})  # decoding unrecorded
 
     after = accuracy_table(service)
-    assert len(after) == 3
+    assert len(after) == 4
     row = after.iloc[2].to_dict()
     assert row == {
         "model": Path(sparse.model_id).name,
         "source": "measured here",
         "configuration": f"{sparse.runtime} {sparse.precision}",
+        "decoding": "run_qa",
         "exact match": 12.35,
         "F1": 20.0,
         "questions": "1,234",
         "data": "dev.json",
         "date": "2026-11-29",
     }
+    assert after.iloc[3][["decoding", "exact match", "data"]].tolist() == ["demo", 11.0, "dev.json"]
+    assert not any(str(tmp_path) in str(value) for value in after.values.ravel())
 
 
 class ProgressRecorder(list):

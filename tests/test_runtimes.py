@@ -144,7 +144,7 @@ def test_non_finite_model_output_is_a_runtime_error_not_an_index_error(openvino_
         return np.full(shape, np.nan, dtype=np.float32), np.full(shape, np.nan, dtype=np.float32)
 
     monkeypatch.setattr(openvino_fp32, "infer", broken_infer)
-    with pytest.raises(RuntimeError, match="no finite start/end scores"):
+    with pytest.raises(RuntimeError, match="non-finite start/end scores"):
         openvino_fp32.answer("Where?", EXAMPLES[0]["passage"])
 
 

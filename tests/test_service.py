@@ -186,3 +186,9 @@ def test_a_model_that_cannot_load_is_kept_as_the_load_error_when_not_strict(tiny
     assert service.load_error.startswith("could not load") and "--synthetic" in service.load_error
     with pytest.raises(RuntimeError, match="could not load"):
         service.ask(PASSAGE, QUESTION, runs=1)
+
+
+def test_the_sparse_models_precision_defaults_to_its_runtimes():
+    assert (Settings().runtime, Settings().precision) == ("openvino", "int8")
+    assert Settings(runtime="pytorch").precision == "fp32"
+    assert Settings(runtime="pytorch", precision="bf16").precision == "bf16"
