@@ -13,7 +13,7 @@ one's packages and shadows transformers with 4.57.1::
     python3.11 -m venv /tmp/tf4 && echo "$PWD/.venv/lib/python3.11/site-packages" \\
         > /tmp/tf4/lib/python3.11/site-packages/zz_project.pth
     /tmp/tf4/bin/pip install --no-deps transformers==4.57.1 'tokenizers>=0.22,<0.23' 'huggingface_hub>=0.34,<1.0'
-    python tools/compare_with_transformers4.py --reference-python /tmp/tf4/bin/python --model DIR \\
+    python tests/reference_transformers4.py --reference-python /tmp/tf4/bin/python --model DIR \\
         [--utils-qa examples/pytorch/question-answering/utils_qa.py from a transformers checkout]
 
 DIR is any local BERT QA model with a fast tokenizer (tests/conftest.py's ``build_tiny_model`` makes one).
