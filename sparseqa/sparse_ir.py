@@ -1,0 +1,160 @@
+"""The graph pass that hands sparse Linears to sparseqa's kernels: MatMul (+ bias Add) → one SparseQALinear op.
+
+It reads an OpenVINO IR and replaces each MatMul whose weight is a constant with at least half of its 1x4 blocks
+(1 output row × 4 consecutive inputs) all zero by the custom op ``sparseqa.SparseQALinear`` (built from
+sparseqa/kernels/openvino), which holds the nonzero blocks in block-CSR form with per-output-row int8 scales.
+Attention, LayerNorm, GELU and everything else stay with OpenVINO.
+
+Starting from NNCF's int8 IR (what ``load_engine`` does) the op takes NNCF's int8 weights and per-row scales as they
+are, and is fed the input of the activation FakeQuantize: the op quantizes activations itself, per token. From an
+fp32 IR the weights are quantized here, per output row (symmetric, scale = max|w| / 127).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+OP_TYPE = "SparseQALinear"
+BLOCK = 4
+MIN_BLOCK_SPARSITY = 0.5
+
+
+@dataclass(frozen=True)
+class BlockCSR:
+    """A Linear's weights as its nonzero 1x4 blocks: the layout sparseqa_kernels.h calls sq_bcsr."""
+
+    row_ptr: np.ndarray  # int32 [n + 1]
+    block_col: np.ndarray  # int32 [blocks]: first input index / 4
+    values: np.ndarray  # int8 [blocks * 4]
+    scales: np.ndarray  # float32 [n]
+    bias: np.ndarray  # float32 [n]
+
+
+def block_csr(quantized: np.ndarray, scales: np.ndarray, bias: np.ndarray | None) -> BlockCSR:
+    """Block-CSR of int8 weights ``quantized`` [n, k] (k a multiple of 4) with per-row ``scales`` [n]."""
+    n, k = quantized.shape
+    blocks = quantized.reshape(n, k // BLOCK, BLOCK)
+    nonzero = blocks.any(axis=2)
+    rows, cols = np.nonzero(nonzero)  # row-major: ascending columns within each row
+    row_ptr = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(nonzero.sum(axis=1), out=row_ptr[1:])
+    return BlockCSR(
+        row_ptr=row_ptr,
+        block_col=cols.astype(np.int32),
+        values=np.ascontiguousarray(blocks[rows, cols]).astype(np.int8).reshape(-1),
+        scales=np.ascontiguousarray(scales, dtype=np.float32).reshape(n),
+        bias=np.zeros(n, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(n),
+    )
+
+
+def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-row int8 quantization of fp32 ``weight`` [n, k]: (int8 values, scales)."""
+    peak = np.abs(weight).max(axis=1)
+    scales = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    quantized = np.clip(np.rint(weight / scales[:, None]), -127, 127).astype(np.int8)
+    return quantized, scales
+
+
+def zero_block_fraction(weight: np.ndarray) -> float:
+    """Fraction of the 1x4 blocks of ``weight`` [n, k] that are entirely zero."""
+    n, k = weight.shape
+    return float((weight.reshape(n, k // BLOCK, BLOCK) == 0).all(axis=2).mean())
+
+
+def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCK_SPARSITY) -> list[str]:
+    """Replace each sparse constant-weight MatMul (+ bias Add) of ``model`` in place; the replaced MatMuls' names."""
+    from openvino import opset13 as ops
+    from openvino.utils.node_factory import NodeFactory
+
+    factory = NodeFactory()
+    factory.add_extension(str(extension))
+    replaced = []
+    for matmul in model.get_ordered_ops():
+        if matmul.get_type_name() != "MatMul":
+            continue
+        found = _sparse_linear(matmul, min_block_sparsity)
+        if found is None:
+            continue
+        activations, weights, output = found
+        inputs = [activations] + [
+            ops.constant(array) for array in (weights.row_ptr, weights.block_col, weights.values, weights.scales, weights.bias)
+        ]
+        linear = factory.create(OP_TYPE, inputs, {})
+        linear.set_friendly_name(matmul.get_friendly_name())
+        output.replace(linear.output(0))
+        replaced.append(matmul.get_friendly_name())
+    model.validate_nodes_and_infer_types()
+    return replaced
+
+
+def sparsify_ir(source_xml: Path, target_xml: Path, extension: Path) -> list[str]:
+    """Read the IR at ``source_xml``, replace its sparse Linears, write it to ``target_xml``; the replaced names."""
+    import openvino as ov
+
+    model = ov.Core().read_model(source_xml)
+    replaced = sparsify(model, extension)
+    ov.save_model(model, target_xml, compress_to_fp16=False)
+    return replaced
+
+
+def _sparse_linear(matmul, min_block_sparsity: float):
+    """(activation output, BlockCSR, output to replace) for a sparse Linear MatMul, or None to leave it alone."""
+    attributes = matmul.get_attributes()
+    if attributes.get("transpose_a") or not attributes.get("transpose_b"):
+        return None
+    activations = matmul.input(0).get_source_output()
+    if activations.get_element_type().get_type_name() != "f32" or activations.get_partial_shape().rank.is_dynamic:
+        return None
+    weight = _constant_weight(matmul.input(1).get_source_output().get_node())
+    if weight is None:
+        return None
+    quantized, scales = weight
+    n, k = quantized.shape
+    if k % BLOCK or zero_block_fraction(quantized) < min_block_sparsity:
+        return None
+    if activations.get_node().get_type_name() == "FakeQuantize":
+        # NNCF's static activation quantization is replaced by the op's dynamic per-token one.
+        activations = activations.get_node().input(0).get_source_output()
+    output, bias = matmul.output(0), None
+    consumers = list(output.get_target_inputs())
+    if len(consumers) == 1 and consumers[0].get_node().get_type_name() == "Add":
+        add = consumers[0].get_node()
+        other = add.input(1 - consumers[0].get_index()).get_source_output().get_node()
+        if other.get_type_name() == "Constant" and other.get_output_size() == 1:
+            values = other.get_data()
+            if values.size == n and values.shape[-1] == n:
+                bias, output = values.reshape(n), add.output(0)
+    return activations, block_csr(quantized, scales, bias), output
+
+
+def _constant_weight(node) -> tuple[np.ndarray, np.ndarray] | None:
+    """The int8 values [n, k] and per-row scales [n] of a constant weight: NNCF's int8 × scale, or fp32 quantized here."""
+    kind = node.get_type_name()
+    if kind == "Constant":
+        weight = node.get_data()
+        if weight.ndim != 2 or weight.dtype != np.float32:
+            return None
+        return quantize_rows(weight)
+    if kind != "Multiply":
+        return None
+    convert, scale = (node.input(i).get_source_output().get_node() for i in (0, 1))
+    if convert.get_type_name() != "Convert" or scale.get_type_name() != "Constant":
+        convert, scale = scale, convert
+    if convert.get_type_name() != "Convert" or scale.get_type_name() != "Constant":
+        return None
+    source = convert.input(0).get_source_output().get_node()
+    if source.get_type_name() != "Constant":
+        return None
+    quantized = source.get_data()
+    if quantized.dtype != np.int8 or quantized.ndim != 2:
+        return None
+    n = quantized.shape[0]
+    scales = scale.get_data().astype(np.float32)
+    if scales.size == 1:
+        scales = np.full(n, scales.reshape(()), np.float32)
+    elif scales.shape not in ((n, 1), (n,)):
+        return None
+    return quantized, scales.reshape(n)
