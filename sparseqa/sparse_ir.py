@@ -64,13 +64,26 @@ def zero_block_fraction(weight: np.ndarray) -> float:
     return float((weight.reshape(n, k // BLOCK, BLOCK) == 0).all(axis=2).mean())
 
 
+_factories: dict[Path, object] = {}
+
+
+def _node_factory(extension: Path):
+    """A NodeFactory that knows the op; kept for the process's life, because the op's code lives in the extension
+    library, which the factory unloads when it is collected while nodes made from it still exist."""
+    from openvino.utils.node_factory import NodeFactory
+
+    if extension not in _factories:
+        factory = NodeFactory()
+        factory.add_extension(str(extension))
+        _factories[extension] = factory
+    return _factories[extension]
+
+
 def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCK_SPARSITY) -> list[str]:
     """Replace each sparse constant-weight MatMul (+ bias Add) of ``model`` in place; the replaced MatMuls' names."""
     from openvino import opset13 as ops
-    from openvino.utils.node_factory import NodeFactory
 
-    factory = NodeFactory()
-    factory.add_extension(str(extension))
+    factory = _node_factory(Path(extension))
     replaced = []
     for matmul in model.get_ordered_ops():
         if matmul.get_type_name() != "MatMul":
