@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .decoding import InputError
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, ModelLoadError, card_for
-from .runtimes import PRECISIONS, RUNTIMES
+from .runtimes import KERNELS, PRECISIONS, RUNTIMES
 from .timing import RequestTimeout
 
 SYNTHETIC_NOTE = "synthetic models have random weights: the answers are meaningless, the latencies are real"
@@ -40,6 +40,17 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, dense: bool = True) 
         action="store_true",
         help="use locally built random-weight BERT-base models (no download; real latency, meaningless answers)",
     )
+
+
+KERNELS_HELP = (
+    "who computes the sparse model's int8 Linears: auto (sparseqa's 1x4 sparse kernels wherever they build), "
+    "sparseqa (those or an error), openvino (OpenVINO's own); default SPARSEQA_KERNELS, else auto"
+)
+
+
+def add_kernels_argument(parser: argparse.ArgumentParser) -> None:
+    """--kernels, shared by every command that loads the sparse model on OpenVINO."""
+    parser.add_argument("--kernels", choices=KERNELS, help=KERNELS_HELP)
 
 
 def chosen_models(args: argparse.Namespace) -> tuple[str, str]:
@@ -85,6 +96,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         precision=args.precision,
         threads=args.threads,
         limits=Limits.from_env(),
+        kernels=args.kernels,
     )
     settings.limits.check(passage, args.question, args.runs)
     service = QAService.load(settings, compare=args.compare, report=lambda line: print(line, file=sys.stderr))
@@ -95,7 +107,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     for answer, latency in ((comparison.sparse, comparison.sparse_latency), (comparison.dense, comparison.dense_latency)):
         if answer is None:
             continue
-        print(f"{card_for(answer.model).label} · {answer.runtime} {answer.precision}")
+        kernels = f" · sparseqa kernels ({answer.kernel_isa})" if answer.kernels == "sparseqa" else ""
+        print(f"{card_for(answer.model).label} · {answer.runtime} {answer.precision}{kernels}")
         print(f"  answer: {answer.text!r}  (characters {answer.start}-{answer.end}, p={answer.score:.3f})")
         for rank, span in enumerate(answer.alternatives, start=2):
             print(f"    #{rank}: {span.text!r}  (p={span.score:.3f})")
@@ -130,7 +143,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the OpenVINO IR (with tokenizer and config) of a model to a directory."""
     from .models import resolve
-    from .runtimes import COMPLETE_MARKER, _load_tokenizer, cached_ir
+    from .runtimes import COMPLETE_MARKER, _load_tokenizer, cached_ir, choose_kernels, sparse_linears
 
     if args.precision == "bf16":
         raise UsageError(
@@ -142,7 +155,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty directory: choose a new directory")
     local = resolve(model)
-    ir = cached_ir(local, _load_tokenizer(local), quantized=args.precision == "int8", calibration_samples=args.calibration_samples)
+    tokenizer = _load_tokenizer(local)
+    ir = cached_ir(local, tokenizer, quantized=args.precision == "int8", calibration_samples=args.calibration_samples)
+    kernels = choose_kernels(args.kernels, "openvino", args.precision)
+    if kernels.sparse:
+        sparse_ir = cached_ir(
+            local, tokenizer, quantized=True, calibration_samples=args.calibration_samples, kernels=kernels
+        )
+        if sparse_linears(sparse_ir):
+            ir = sparse_ir
+            print(
+                f"{sparse_linears(ir)} sparse Linears run on sparseqa's op: load it with "
+                f"core.add_extension({str(kernels.extension)!r})"
+            )
+    elif kernels.reason:
+        print(f"note: {kernels.reason}", file=sys.stderr)
     # File by file into a directory made with the user's umask: copytree would carry over the cache's private 0700.
     out.mkdir(parents=True, exist_ok=True)
     for file in ir.iterdir():
@@ -168,7 +195,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     settings = BenchSettings(
-        model=sparse, dense_model=dense, seq_lens=seq_lens, runs=args.runs, warmup=args.warmup, threads=args.threads
+        model=sparse,
+        dense_model=dense,
+        seq_lens=seq_lens,
+        runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+        kernels=args.kernels,
     )
     settings.check()
     # Loading weights and writing shards draw their own bars, which would break ours.
@@ -325,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per model (default 1)")
     ask.add_argument("--threads", type=int, help="inference threads for every runtime (default: physical cores)")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
+    add_kernels_argument(ask)
     ask.set_defaults(run=cmd_ask)
 
     inspect = commands.add_parser("inspect", help="report the share of zero weights and zero 1x4 blocks")
@@ -337,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 or int8 (NNCF)")
     export.add_argument("--calibration-samples", type=int, default=300, help="int8 calibration pairs (default 300)")
     export.add_argument("--out", required=True, help="directory to write")
+    add_kernels_argument(export)
     export.set_defaults(run=cmd_export)
 
     bench = commands.add_parser(
@@ -351,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, help="inference threads for every runtime (default: physical cores)")
     bench.add_argument("--json", metavar="OUT.json", help="write machine, rows and absent configurations as JSON")
     bench.add_argument("--plot", metavar="OUT.png", help="write a PNG of latency and speedup against sequence length")
+    add_kernels_argument(bench)
     bench.set_defaults(run=cmd_bench)
 
     evaluate = commands.add_parser("eval", help="measure EM and F1 on SQuAD v1.1 (a local file or the hub)")
@@ -369,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--predictions-out", metavar="PRED.json", help="write {question id: answer} as the official script reads"
     )
+    add_kernels_argument(evaluate)
     evaluate.set_defaults(run=cmd_eval)
 
     score = commands.add_parser("score", help="official SQuAD v1.1 EM and F1 of any predictions file")
