@@ -52,6 +52,18 @@ SQ_API int32_t sq_plan_k(const sq_plan* plan);
  * Safe to call from several threads at once on one plan. */
 SQ_API int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int threads);
 
+/* The same computation as tasks, for a host thread pool (e.g. ov::parallel_for) instead of the library's own:
+ *   workspace = 64-byte aligned memory of sq_workspace_size(plan, m) bytes (one per concurrent call);
+ *   run sq_quantize_task(plan, x, m, workspace, i) for every i < sq_quantize_task_count(plan, m), in any order or
+ *   in parallel; then, after all of them, sq_compute_task(plan, workspace, m, y, i) for every
+ *   i < sq_compute_task_count(plan, m). Tasks write disjoint memory. The split depends only on the plan and m, and
+ *   the result is the same whatever the order or the number of threads. Each returns 0, or -1 on bad arguments. */
+SQ_API size_t sq_workspace_size(const sq_plan* plan, int64_t m);
+SQ_API int64_t sq_quantize_task_count(const sq_plan* plan, int64_t m);
+SQ_API int sq_quantize_task(const sq_plan* plan, const float* x, int64_t m, void* workspace, int64_t task);
+SQ_API int64_t sq_compute_task_count(const sq_plan* plan, int64_t m);
+SQ_API int sq_compute_task(const sq_plan* plan, const void* workspace, int64_t m, float* y, int64_t task);
+
 /* The same result by the plainest loops: what every ISA kernel is tested against. */
 SQ_API int sq_linear_reference(const sq_bcsr* weights, const float* x, int64_t m, float* y);
 

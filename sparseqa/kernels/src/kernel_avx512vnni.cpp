@@ -1,0 +1,109 @@
+/* AVX-512 VNNI: 16 tokens per zmm, one broadcast weight word and one vpdpbusd per nonzero block per 16 tokens.
+ * Accumulators hold 16 tokens of one output; 16 outputs at a time are dequantized and transposed in registers. */
+#include <immintrin.h>
+
+#include "internal.h"
+
+namespace sq {
+namespace {
+
+inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; ++c) {
+        t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
+        t[c + 4] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+        t[c + 8] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+        t[c + 12] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+    }
+    for (int c = 0; c < 4; ++c) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[c + 8], 0x88);
+        r[c + 8] = _mm512_shuffle_f32x4(t[c], t[c + 8], 0xdd);
+        r[c + 4] = _mm512_shuffle_f32x4(t[c + 4], t[c + 12], 0x88);
+        r[c + 12] = _mm512_shuffle_f32x4(t[c + 4], t[c + 12], 0xdd);
+    }
+}
+
+template <int NV>
+void compute(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    alignas(64) int32_t tile[MAX_TASK_ROWS][TOKEN_BLOCK];
+    const uint8_t* base = panel(plan, workspace, m, task.token_block);
+    const int32_t stride = plan.k_tiles + 1;
+    for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
+        for (int32_t o = task.r0; o < task.r1; ++o) {
+            int32_t* out = tile[o - task.r0];
+            __m512i a[NV], b[NV];
+            for (int j = 0; j < NV; ++j) {
+                a[j] = kt ? _mm512_load_si512(out + 16 * j) : _mm512_setzero_si512();
+                b[j] = _mm512_setzero_si512();
+            }
+            const Block* block = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt];
+            const Block* end = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt + 1];
+            // Two blocks per step into two accumulator sets: twice the independent vpdpbusd chains.
+            for (; block + 1 < end; block += 2) {
+                const __m512i w0 = _mm512_set1_epi32(block[0].weights), w1 = _mm512_set1_epi32(block[1].weights);
+                const uint8_t* p0 = base + block[0].offset;
+                const uint8_t* p1 = base + block[1].offset;
+                for (int j = 0; j < NV; ++j) {
+                    a[j] = _mm512_dpbusd_epi32(a[j], _mm512_load_si512(p0 + 64 * j), w0);
+                    b[j] = _mm512_dpbusd_epi32(b[j], _mm512_load_si512(p1 + 64 * j), w1);
+                }
+            }
+            if (block < end) {
+                const __m512i w0 = _mm512_set1_epi32(block[0].weights);
+                const uint8_t* p0 = base + block[0].offset;
+                for (int j = 0; j < NV; ++j) a[j] = _mm512_dpbusd_epi32(a[j], _mm512_load_si512(p0 + 64 * j), w0);
+            }
+            for (int j = 0; j < NV; ++j) _mm512_store_si512(out + 16 * j, _mm512_add_epi32(a[j], b[j]));
+        }
+    }
+    // Dequantize in place (row by row, 16 tokens per vector), then transpose 16 outputs x 16 tokens into y.
+    const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
+    for (int32_t o = task.r0; o < task.r1; ++o) {
+        int32_t* row = tile[o - task.r0];
+        const __m512i offset = _mm512_set1_epi32(plan.offset_sum[o]);
+        const __m512 scale = _mm512_set1_ps(plan.scales[o]), bias = _mm512_set1_ps(plan.bias[o]);
+        for (int j = 0; j < NV; ++j) {
+            const __m512 acc = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(row + 16 * j), offset));
+            const __m512 s = _mm512_mul_ps(_mm512_load_ps(scales_t + 16 * j), scale);
+            _mm512_store_ps(reinterpret_cast<float*>(row + 16 * j), _mm512_fmadd_ps(acc, s, bias));
+        }
+    }
+    const int64_t t0 = task.token_block * TOKEN_BLOCK;
+    for (int32_t o0 = task.r0; o0 < task.r1; o0 += 16) {
+        const int outputs = task.r1 - o0 < 16 ? task.r1 - o0 : 16;
+        const __mmask16 mask = static_cast<__mmask16>((1u << outputs) - 1);
+        for (int j = 0; j < NV; ++j) {
+            __m512 r[16];
+            for (int i = 0; i < 16; ++i)
+                r[i] = _mm512_load_ps(reinterpret_cast<const float*>(tile[o0 - task.r0 + (i < outputs ? i : 0)] + 16 * j));
+            transpose16(r);
+            const int tokens = task.tokens - 16 * j < 16 ? task.tokens - 16 * j : 16;
+            for (int i = 0; i < tokens; ++i) _mm512_mask_storeu_ps(y + (t0 + 16 * j + i) * plan.n + o0, mask, r[i]);
+        }
+    }
+}
+
+}  // namespace
+
+void compute_avx512vnni(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    switch ((task.tokens + 15) / 16) {
+        case 1: return compute<1>(plan, workspace, m, y, task);
+        case 2: return compute<2>(plan, workspace, m, y, task);
+        case 3: return compute<3>(plan, workspace, m, y, task);
+        default: return compute<4>(plan, workspace, m, y, task);
+    }
+}
+
+}  // namespace sq
