@@ -407,7 +407,7 @@ def cache_key(
     if kernels is not None and kernels.sparse:
         from . import native
 
-        parts += [f"sq{native.source_hash()[:12]}", kernels.isa]
+        parts += [f"sq{native.build_key()}", kernels.isa]
     return "-".join(parts)
 
 

@@ -12,56 +12,34 @@ fp32 IR the weights are quantized here, per output row (symmetric, scale = max|w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .sparse_kernels import BLOCK, BlockCSR, block_sparsity, pack_bcsr
+
 OP_TYPE = "SparseQALinear"
-BLOCK = 4
 MIN_BLOCK_SPARSITY = 0.5
 
 
-@dataclass(frozen=True)
-class BlockCSR:
-    """A Linear's weights as its nonzero 1x4 blocks: the layout sparseqa_kernels.h calls sq_bcsr."""
-
-    row_ptr: np.ndarray  # int32 [n + 1]
-    block_col: np.ndarray  # int32 [blocks]: first input index / 4
-    values: np.ndarray  # int8 [blocks * 4]
-    scales: np.ndarray  # float32 [n]
-    bias: np.ndarray  # float32 [n]
-
-
-def block_csr(quantized: np.ndarray, scales: np.ndarray, bias: np.ndarray | None) -> BlockCSR:
-    """Block-CSR of int8 weights ``quantized`` [n, k] (k a multiple of 4) with per-row ``scales`` [n]."""
+def int8_bcsr(quantized: np.ndarray, scales: np.ndarray, bias: np.ndarray | None) -> BlockCSR:
+    """The nonzero 1x4 blocks of already-quantized int8 weights [n, k] with per-row ``scales`` [n], kept as they are
+    (``pack_bcsr`` quantizes fp32 weights itself)."""
     n, k = quantized.shape
     blocks = quantized.reshape(n, k // BLOCK, BLOCK)
     nonzero = blocks.any(axis=2)
-    rows, cols = np.nonzero(nonzero)  # row-major: ascending columns within each row
+    rows, cols = np.nonzero(nonzero)  # row-major: columns ascend within each row
     row_ptr = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(nonzero.sum(axis=1), out=row_ptr[1:])
     return BlockCSR(
+        n=n,
+        k=k,
         row_ptr=row_ptr,
         block_col=cols.astype(np.int32),
-        values=np.ascontiguousarray(blocks[rows, cols]).astype(np.int8).reshape(-1),
+        values=np.ascontiguousarray(blocks[rows, cols], dtype=np.int8),
         scales=np.ascontiguousarray(scales, dtype=np.float32).reshape(n),
-        bias=np.zeros(n, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(n),
+        bias=None if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(n),
     )
-
-
-def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-output-row int8 quantization of fp32 ``weight`` [n, k]: (int8 values, scales)."""
-    peak = np.abs(weight).max(axis=1)
-    scales = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-    quantized = np.clip(np.rint(weight / scales[:, None]), -127, 127).astype(np.int8)
-    return quantized, scales
-
-
-def zero_block_fraction(weight: np.ndarray) -> float:
-    """Fraction of the 1x4 blocks of ``weight`` [n, k] that are entirely zero."""
-    n, k = weight.shape
-    return float((weight.reshape(n, k // BLOCK, BLOCK) == 0).all(axis=2).mean())
 
 
 _factories: dict[Path, object] = {}
@@ -92,9 +70,9 @@ def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCK_SPARS
         if found is None:
             continue
         activations, weights, output = found
-        inputs = [activations] + [
-            ops.constant(array) for array in (weights.row_ptr, weights.block_col, weights.values, weights.scales, weights.bias)
-        ]
+        bias = np.zeros(weights.n, np.float32) if weights.bias is None else weights.bias
+        arrays = (weights.row_ptr, weights.block_col, weights.values.reshape(-1), weights.scales, bias)
+        inputs = [activations] + [ops.constant(array) for array in arrays]
         linear = factory.create(OP_TYPE, inputs, {})
         linear.set_friendly_name(matmul.get_friendly_name())
         output.replace(linear.output(0))
@@ -124,9 +102,8 @@ def _sparse_linear(matmul, min_block_sparsity: float):
     weight = _constant_weight(matmul.input(1).get_source_output().get_node())
     if weight is None:
         return None
-    quantized, scales = weight
-    n, k = quantized.shape
-    if k % BLOCK or zero_block_fraction(quantized) < min_block_sparsity:
+    n, k = weight[0].shape
+    if k % BLOCK or block_sparsity(weight[0]) < min_block_sparsity:
         return None
     if activations.get_node().get_type_name() == "FakeQuantize":
         # NNCF's static activation quantization is replaced by the op's dynamic per-token one.
@@ -140,17 +117,19 @@ def _sparse_linear(matmul, min_block_sparsity: float):
             values = other.get_data()
             if values.size == n and values.shape[-1] == n:
                 bias, output = values.reshape(n), add.output(0)
-    return activations, block_csr(quantized, scales, bias), output
+    if weight[1] is None:
+        return activations, pack_bcsr(weight[0], bias), output
+    return activations, int8_bcsr(weight[0], weight[1], bias), output
 
 
-def _constant_weight(node) -> tuple[np.ndarray, np.ndarray] | None:
-    """The int8 values [n, k] and per-row scales [n] of a constant weight: NNCF's int8 × scale, or fp32 quantized here."""
+def _constant_weight(node) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A constant weight [n, k]: NNCF's (int8 values, per-row scales), or (fp32 values, None)."""
     kind = node.get_type_name()
     if kind == "Constant":
         weight = node.get_data()
         if weight.ndim != 2 or weight.dtype != np.float32:
             return None
-        return quantize_rows(weight)
+        return weight, None
     if kind != "Multiply":
         return None
     convert, scale = (node.input(i).get_source_output().get_node() for i in (0, 1))

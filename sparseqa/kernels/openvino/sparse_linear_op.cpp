@@ -71,6 +71,28 @@ const sq_plan* SparseQALinear::plan(const ov::TensorVector& inputs) const {
     return m_plan.get();
 }
 
+namespace {
+
+// One activation workspace per calling thread (an infer request runs its ops on one thread), grown as needed and
+// reused, so a request does not map and fault in fresh pages for every one of its Linears.
+void* workspace(size_t bytes) {
+    struct Buffer {
+        void* data = nullptr;
+        size_t size = 0;
+        ~Buffer() { std::free(data); }
+    };
+    thread_local Buffer buffer;
+    if (buffer.size < bytes) {
+        std::free(buffer.data);
+        buffer.size = (bytes + 63) / 64 * 64;
+        buffer.data = std::aligned_alloc(64, buffer.size);
+        OPENVINO_ASSERT(buffer.data != nullptr, "SparseQALinear: cannot allocate ", buffer.size, " bytes");
+    }
+    return buffer.data;
+}
+
+}  // namespace
+
 bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
     const ov::Tensor& x = inputs[X];
     const sq_plan* packed = plan(inputs);
@@ -80,9 +102,21 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
     const int64_t m = static_cast<int64_t>(ov::shape_size(shape) / shape.back());
     shape.back() = static_cast<size_t>(sq_plan_n(packed));
     outputs[0].set_shape(shape);
-    // The CPU plugin calls evaluate inside its stream's TBB arena, whose concurrency is INFERENCE_NUM_THREADS.
-    const int threads = parallel_get_max_threads();
-    return sq_linear(packed, x.data<const float>(), m, outputs[0].data<float>(), threads) == 0;
+    if (m == 0) {
+        return true;
+    }
+    const float* input = x.data<const float>();
+    float* output = outputs[0].data<float>();
+    // The kernel library's tasks run on OpenVINO's own TBB pool: the CPU plugin calls evaluate inside its stream's
+    // arena, so they get the engine's INFERENCE_NUM_THREADS threads, already awake, and no second pool competes.
+    void* quantized = workspace(sq_workspace_size(packed, m));
+    ov::parallel_for(static_cast<size_t>(sq_quantize_task_count(packed, m)), [&](size_t task) {
+        sq_quantize_task(packed, input, m, quantized, static_cast<int64_t>(task));
+    });
+    ov::parallel_for(static_cast<size_t>(sq_compute_task_count(packed, m)), [&](size_t task) {
+        sq_compute_task(packed, quantized, m, output, static_cast<int64_t>(task));
+    });
+    return true;
 }
 
 }  // namespace sparseqa
