@@ -412,8 +412,7 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
             kernels=settings.kernels if config.sparse_kernels else "openvino",
         )
         if config.sparse_kernels and engine.kernels != "sparseqa":
-            reason = next((note for note in engine.notes if note.startswith("OpenVINO kernels")), "not loaded")
-            absent.append(Absent(config.name, reason))
+            absent.append(Absent(config.name, engine.kernel_fallback or "the sparseqa kernels did not load"))
             continue
         engines[config] = engine
     configurations = list(engines)

@@ -100,6 +100,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     )
     settings.limits.check(passage, args.question, args.runs)
     service = QAService.load(settings, compare=args.compare, report=lambda line: print(line, file=sys.stderr))
+    if service.sparse.kernel_fallback:
+        print(f"note: {service.sparse.kernel_fallback}", file=sys.stderr)
     comparison = service.ask(passage, args.question, runs=args.runs, warmup=args.warmup, top_k=args.top_k)
     if args.json:
         print(json.dumps(comparison.as_dict(), ensure_ascii=False, indent=2))

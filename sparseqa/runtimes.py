@@ -109,6 +109,7 @@ class QAEngine:
     notes: list[str] = field(default_factory=list)
     kernels: str = "openvino"
     kernel_isa: str | None = None
+    kernel_fallback: str | None = None  # why OpenVINO's kernels run where sparseqa's could have (also in notes)
 
     @property
     def synthetic(self) -> bool:
@@ -205,6 +206,7 @@ class OpenVINOEngine(QAEngine):
             notes,
             "sparseqa" if kernels.sparse else "openvino",
             kernels.isa if kernels.sparse else None,
+            kernels.reason,
         )
         self._ov_model = ov_model
         self._compiled = ov_model.request
