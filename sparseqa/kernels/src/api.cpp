@@ -151,7 +151,9 @@ int32_t rows_per_task(const Plan& plan, int64_t m) {
 }
 
 void* aligned(size_t bytes) { return ::operator new(bytes, std::align_val_t(ALIGN)); }
-void release(void* p) { ::operator delete(p, std::align_val_t(ALIGN)); }
+void release(void* p) {
+    if (p) ::operator delete(p, std::align_val_t(ALIGN));
+}
 
 }  // namespace
 
@@ -334,12 +336,24 @@ int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int thre
     if (!plan || m < 0 || (m > 0 && (!x || !y)) || threads < 0) return -1;
     if (m == 0 || plan->plan.n == 0) return 0;
     if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    void* workspace = aligned(sq_workspace_size(plan, m));
+    // Each calling thread keeps its largest workspace: no allocation (and no fresh pages to fault in) per call.
+    thread_local struct Workspace {
+        void* memory = nullptr;
+        size_t bytes = 0;
+        ~Workspace() { release(memory); }
+    } cached;
+    const size_t bytes = sq_workspace_size(plan, m);
+    if (bytes > cached.bytes) {
+        release(cached.memory);
+        cached.memory = nullptr;
+        cached.memory = aligned(bytes);
+        cached.bytes = bytes;
+    }
+    void* workspace = cached.memory;
     pool().run(sq_quantize_task_count(plan, m), threads,
                [&](int64_t i) { QUANTIZERS[plan->plan.isa](plan->plan, x, m, workspace, i); });
     pool().run(sq_compute_task_count(plan, m), threads,
                [&](int64_t i) { sq_compute_task(plan, workspace, m, y, i); });
-    release(workspace);
     return 0;
 }
 

@@ -43,11 +43,17 @@ void compute(const Plan& plan, const void* workspace, int64_t m, float* y, const
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
         for (int32_t o = task.r0; o < task.r1; ++o) {
             int32_t* out = tile[o - task.r0];
-            __m512i a[NV], b[NV];
-            for (int j = 0; j < NV; ++j) {
-                a[j] = kt ? _mm512_load_si512(out + 16 * j) : _mm512_setzero_si512();
-                b[j] = _mm512_setzero_si512();
+            // Named accumulators (not arrays): GCC then keeps them in place instead of shuffling copies each step.
+            __m512i a0, a1, a2, a3, b0, b1, b2, b3;
+            a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = _mm512_setzero_si512();
+            if (kt) {
+                a0 = _mm512_load_si512(out);
+                if (NV > 1) a1 = _mm512_load_si512(out + 16);
+                if (NV > 2) a2 = _mm512_load_si512(out + 32);
+                if (NV > 3) a3 = _mm512_load_si512(out + 48);
             }
+            // Eight distinct registers from here on: GCC 12 otherwise merges the zeros and copies them every step.
+            asm("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(b0), "+v"(b1), "+v"(b2), "+v"(b3));
             const Block* block = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt];
             const Block* end = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt + 1];
             // Two blocks per step into two accumulator sets: twice the independent vpdpbusd chains.
@@ -55,17 +61,27 @@ void compute(const Plan& plan, const void* workspace, int64_t m, float* y, const
                 const __m512i w0 = _mm512_set1_epi32(block[0].weights), w1 = _mm512_set1_epi32(block[1].weights);
                 const uint8_t* p0 = base + block[0].offset;
                 const uint8_t* p1 = base + block[1].offset;
-                for (int j = 0; j < NV; ++j) {
-                    a[j] = _mm512_dpbusd_epi32(a[j], _mm512_load_si512(p0 + 64 * j), w0);
-                    b[j] = _mm512_dpbusd_epi32(b[j], _mm512_load_si512(p1 + 64 * j), w1);
-                }
+                a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512(p0), w0);
+                b0 = _mm512_dpbusd_epi32(b0, _mm512_load_si512(p1), w1);
+                if (NV > 1) a1 = _mm512_dpbusd_epi32(a1, _mm512_load_si512(p0 + 64), w0);
+                if (NV > 1) b1 = _mm512_dpbusd_epi32(b1, _mm512_load_si512(p1 + 64), w1);
+                if (NV > 2) a2 = _mm512_dpbusd_epi32(a2, _mm512_load_si512(p0 + 128), w0);
+                if (NV > 2) b2 = _mm512_dpbusd_epi32(b2, _mm512_load_si512(p1 + 128), w1);
+                if (NV > 3) a3 = _mm512_dpbusd_epi32(a3, _mm512_load_si512(p0 + 192), w0);
+                if (NV > 3) b3 = _mm512_dpbusd_epi32(b3, _mm512_load_si512(p1 + 192), w1);
             }
             if (block < end) {
                 const __m512i w0 = _mm512_set1_epi32(block[0].weights);
                 const uint8_t* p0 = base + block[0].offset;
-                for (int j = 0; j < NV; ++j) a[j] = _mm512_dpbusd_epi32(a[j], _mm512_load_si512(p0 + 64 * j), w0);
+                a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512(p0), w0);
+                if (NV > 1) a1 = _mm512_dpbusd_epi32(a1, _mm512_load_si512(p0 + 64), w0);
+                if (NV > 2) a2 = _mm512_dpbusd_epi32(a2, _mm512_load_si512(p0 + 128), w0);
+                if (NV > 3) a3 = _mm512_dpbusd_epi32(a3, _mm512_load_si512(p0 + 192), w0);
             }
-            for (int j = 0; j < NV; ++j) _mm512_store_si512(out + 16 * j, _mm512_add_epi32(a[j], b[j]));
+            _mm512_store_si512(out, _mm512_add_epi32(a0, b0));
+            if (NV > 1) _mm512_store_si512(out + 16, _mm512_add_epi32(a1, b1));
+            if (NV > 2) _mm512_store_si512(out + 32, _mm512_add_epi32(a2, b2));
+            if (NV > 3) _mm512_store_si512(out + 48, _mm512_add_epi32(a3, b3));
         }
     }
     // Dequantize in place (row by row, 16 tokens per vector), then transpose 16 outputs x 16 tokens into y.
