@@ -188,6 +188,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from .bench import BenchSettings, parse_seq_lens, run_benchmark
 
+    if args.kernels_only:
+        return cmd_kernel_bench(args)
     sparse, dense = chosen_models(args)
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path and not Path(path).resolve().parent.is_dir():
@@ -227,6 +229,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.plot:
         result.write_plot(args.plot)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_kernel_bench(args: argparse.Namespace) -> int:
+    """Time each encoder Linear shape alone: sparseqa's sparse kernel against OpenVINO's dense int8 FullyConnected."""
+    from tqdm import tqdm
+
+    from .bench import parse_seq_lens
+    from .kernel_bench import OpenVINONotInt8, run_kernel_benchmark
+    from .native import NativeUnavailable
+
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise UsageError(f"--json {args.json}: its directory does not exist; create it or choose another path")
+    if args.runs < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        raise UsageError("--runs must be at least 1, --warmup at least 0 and --threads at least 1")
+    try:
+        seq_lens = parse_seq_lens(args.seq_lens)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    with tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar:24}| {elapsed} {desc}") as bar:
+
+        def progress(fraction: float, description: str) -> None:
+            bar.set_description_str(description, refresh=False)
+            bar.update(round(fraction * 100) - bar.n)
+
+        try:
+            result = run_kernel_benchmark(seq_lens, args.runs, args.warmup, args.threads, progress)
+        except (NativeUnavailable, OpenVINONotInt8, ValueError) as error:
+            raise UsageError(f"cannot run the kernel benchmark: {error}") from None
+    print("\n".join(result.header_lines()))
+    print(result.table().to_string(index=False, na_rep="-"))
+    if args.json:
+        result.write_json(args.json)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -389,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="OUT.json", help="write machine, rows and absent configurations as JSON")
     bench.add_argument("--plot", metavar="OUT.png", help="write a PNG of latency and speedup against sequence length")
     add_kernels_argument(bench)
+    bench.add_argument(
+        "--kernels-only",
+        action="store_true",
+        help="time each encoder Linear shape alone: sparseqa's 1x4 sparse kernel against OpenVINO's dense int8",
+    )
     bench.set_defaults(run=cmd_bench)
 
     evaluate = commands.add_parser("eval", help="measure EM and F1 on SQuAD v1.1 (a local file or the hub)")

@@ -185,6 +185,8 @@ def _build(key: str) -> Path:
     compiler, cmake = _compiler(), _cmake()
     if compiler is None:
         raise NativeUnavailable("no C++ compiler found: install g++ (or set CXX) to build the sparse kernels")
+    if shutil.which(compiler[0]) is None:
+        raise NativeUnavailable(f"the C++ compiler {compiler[0]} (CXX) was not found: install it or fix CXX")
     if cmake is None:
         raise NativeUnavailable("cmake not found: pip install cmake (it is in requirements.txt)")
     root.mkdir(parents=True, exist_ok=True)

@@ -177,10 +177,15 @@ class SparseLinear:
             raise ValueError(error.value.decode())
         self.isa: str = library.sq_plan_isa(self._plan).decode()
 
-    def __call__(self, x: np.ndarray, threads: int = 0) -> np.ndarray:
-        """Run the layer on ``x`` (tokens, k) with ``threads`` threads (0: all cores)."""
+    def __call__(self, x: np.ndarray, threads: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+        """Run the layer on ``x`` (tokens, k) with ``threads`` threads (0: all cores), into ``out`` if given."""
         x = _activations(x, self.weights.k)
-        y = np.empty((x.shape[0], self.weights.n), np.float32)
+        shape = (x.shape[0], self.weights.n)
+        if out is None:
+            out = np.empty(shape, np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
+        y = out
         if _library().sq_linear(self._plan, x.ctypes.data, x.shape[0], y.ctypes.data, threads) != 0:
             raise ValueError(f"sq_linear rejected its arguments (threads={threads})")
         return y

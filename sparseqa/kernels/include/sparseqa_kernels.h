@@ -37,7 +37,8 @@ typedef struct sq_bcsr {
 
 typedef struct sq_plan sq_plan;
 
-/* Comma-separated ISA paths this CPU can run, best first, e.g. "avx512vnni,avxvnni,avx2,scalar". */
+/* Comma-separated ISA paths this CPU can run, best first, e.g. "avx512vnni,avxvnni,avx2,scalar". The environment
+ * variable SPARSEQA_KERNEL_MAX_ISA (read once) caps it, to test or measure a lesser CPU's paths on this one. */
 SQ_API const char* sq_cpu_isas(void);
 
 /* Pack ``weights`` for ``isa`` ("avx512vnni", "avxvnni", "avx2", "scalar", or NULL / "auto" for the best this CPU

@@ -27,9 +27,24 @@ namespace {
 
 const char* const ISA_NAMES[] = {"scalar", "avx2", "avxvnni", "avx512vnni"};
 const ComputeFn KERNELS[] = {compute_scalar, compute_avx2, compute_avxvnni, compute_avx512vnni};
+const QuantizeFn QUANTIZERS[] = {quantize_sse2, quantize_avx2, quantize_avx2, quantize_avx512};
+
+Isa isa_named(const char* name, Isa otherwise) {
+    for (int i = 0; i < 4; ++i)
+        if (name && strcmp(name, ISA_NAMES[i]) == 0) return static_cast<Isa>(i);
+    return otherwise;
+}
+
+/* SPARSEQA_KERNEL_MAX_ISA caps what the CPU is taken to have (as oneDNN's ONEDNN_MAX_CPU_ISA does): to test or
+ * measure a machine with fewer ISA extensions on this one. */
+Isa max_isa() {
+    static const Isa cap = isa_named(getenv("SPARSEQA_KERNEL_MAX_ISA"), ISA_AVX512VNNI);
+    return cap;
+}
 
 bool cpu_has(Isa isa) {
     __builtin_cpu_init();
+    if (isa > max_isa()) return false;
     switch (isa) {
         case ISA_SCALAR:
             return true;
@@ -136,15 +151,16 @@ int32_t rows_per_task(const Plan& plan, int64_t m) {
 }
 
 void* aligned(size_t bytes) { return ::operator new(bytes, std::align_val_t(ALIGN)); }
-void release(void* p) { ::operator delete(p, std::align_val_t(ALIGN)); }
+void release(void* p) {
+    if (p) ::operator delete(p, std::align_val_t(ALIGN));
+}
 
 }  // namespace
 
-/* Quantizes tokens [t0, t0 + TOKEN_BLOCK) into their panel: same arithmetic as quantize_token, 4 lanes at a time
- * (cvtps rounds half to even like nearbyint); tokens past m become zeros. */
-void quantize_block(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
+/* The portable quantizer, 4 lanes at a time with baseline x86-64 SSE2 (cvtps rounds half to even like nearbyint). */
+void quantize_sse2(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
     float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
-    uint8_t* out = const_cast<uint8_t*>(panel(plan, workspace, m, token_block));
+    uint8_t* out = panel(plan, workspace, m, token_block);
     const int64_t t0 = token_block * TOKEN_BLOCK;
     const int tokens = static_cast<int>(std::min<int64_t>(TOKEN_BLOCK, m - t0));
     const __m128i offset = _mm_set1_epi8(static_cast<char>(plan.act_offset));
@@ -198,9 +214,7 @@ const char* sq_cpu_isas(void) {
 sq_plan* sq_plan_create(const sq_bcsr* w, const char* isa_name, char* error, size_t error_size) {
     Isa isa = best_isa();
     if (isa_name && *isa_name && strcmp(isa_name, "auto") != 0) {
-        int found = -1;
-        for (int i = 0; i < 4; ++i)
-            if (strcmp(isa_name, ISA_NAMES[i]) == 0) found = i;
+        const int found = static_cast<int>(isa_named(isa_name, static_cast<Isa>(-1)));
         if (found < 0) {
             set_error(error, error_size,
                       std::string("unknown kernel ISA '") + isa_name + "': choose avx512vnni, avxvnni, avx2 or scalar");
@@ -293,7 +307,7 @@ int64_t sq_quantize_task_count(const sq_plan* plan, int64_t m) {
 
 int sq_quantize_task(const sq_plan* plan, const float* x, int64_t m, void* workspace, int64_t task) {
     if (!plan || !x || !workspace || task < 0 || task >= sq_quantize_task_count(plan, m)) return -1;
-    quantize_block(plan->plan, x, m, workspace, task);
+    QUANTIZERS[plan->plan.isa](plan->plan, x, m, workspace, task);
     return 0;
 }
 
@@ -307,11 +321,12 @@ int sq_compute_task(const sq_plan* plan, const void* workspace, int64_t m, float
     if (!plan || !workspace || !y || task < 0 || task >= sq_compute_task_count(plan, m)) return -1;
     const Plan& p = plan->plan;
     const int32_t rows = rows_per_task(p, m);
-    const int64_t chunks = (p.n + rows - 1) / rows;
+    const int64_t token_blocks = padded_tokens(m) / TOKEN_BLOCK;
+    // Consecutive tasks share a row chunk, so its packed weights stay in cache while the token panels stream by.
     Task t;
-    t.token_block = task / chunks;
+    t.token_block = task % token_blocks;
     t.tokens = static_cast<int32_t>(std::min<int64_t>(TOKEN_BLOCK, m - t.token_block * TOKEN_BLOCK));
-    t.r0 = static_cast<int32_t>(task % chunks) * rows;
+    t.r0 = static_cast<int32_t>(task / token_blocks) * rows;
     t.r1 = std::min(p.n, t.r0 + rows);
     KERNELS[p.isa](p, workspace, m, y, t);
     return 0;
@@ -321,12 +336,24 @@ int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int thre
     if (!plan || m < 0 || (m > 0 && (!x || !y)) || threads < 0) return -1;
     if (m == 0 || plan->plan.n == 0) return 0;
     if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    void* workspace = aligned(sq_workspace_size(plan, m));
+    // Each calling thread keeps its largest workspace: no allocation (and no fresh pages to fault in) per call.
+    thread_local struct Workspace {
+        void* memory = nullptr;
+        size_t bytes = 0;
+        ~Workspace() { release(memory); }
+    } cached;
+    const size_t bytes = sq_workspace_size(plan, m);
+    if (bytes > cached.bytes) {
+        release(cached.memory);
+        cached.memory = nullptr;
+        cached.memory = aligned(bytes);
+        cached.bytes = bytes;
+    }
+    void* workspace = cached.memory;
     pool().run(sq_quantize_task_count(plan, m), threads,
-               [&](int64_t i) { quantize_block(plan->plan, x, m, workspace, i); });
+               [&](int64_t i) { QUANTIZERS[plan->plan.isa](plan->plan, x, m, workspace, i); });
     pool().run(sq_compute_task_count(plan, m), threads,
                [&](int64_t i) { sq_compute_task(plan, workspace, m, y, i); });
-    release(workspace);
     return 0;
 }
 

@@ -25,7 +25,7 @@ struct Block {
     int32_t weights; /* the block's 4 int8 weights, in input order, as one little-endian 32-bit word */
 };
 
-enum Isa { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVXVNNI = 2, ISA_AVX512VNNI = 3 };
+enum Isa : int { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVXVNNI = 2, ISA_AVX512VNNI = 3 };
 
 struct Plan {
     Isa isa;
@@ -47,6 +47,9 @@ inline const float* token_scales(const void* workspace) { return static_cast<con
 inline const uint8_t* panel(const Plan& plan, const void* workspace, int64_t m, int64_t token_block) {
     return static_cast<const uint8_t*>(workspace) + padded_tokens(m) * 4 + token_block * plan.groups * GROUP_BYTES;
 }
+inline uint8_t* panel(const Plan& plan, void* workspace, int64_t m, int64_t token_block) {
+    return static_cast<uint8_t*>(workspace) + padded_tokens(m) * 4 + token_block * plan.groups * GROUP_BYTES;
+}
 
 /* One compute task: tokens [t0, t0 + count) (within one token block, count <= TOKEN_BLOCK), rows [r0, r1). */
 struct Task {
@@ -56,12 +59,19 @@ struct Task {
 };
 
 typedef void (*ComputeFn)(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task);
+/* Quantizes tokens [token_block * TOKEN_BLOCK, +TOKEN_BLOCK) of x into their panel and token scales, with the same
+ * arithmetic as quantize_token (clamping before rounding changes nothing: +-127 are integers); tokens past m become
+ * zeros. */
+typedef void (*QuantizeFn)(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block);
 
 /* Kernels, one per ISA translation unit. */
 void compute_scalar(const Plan&, const void*, int64_t, float*, const Task&);
 void compute_avx2(const Plan&, const void*, int64_t, float*, const Task&);
 void compute_avxvnni(const Plan&, const void*, int64_t, float*, const Task&);
 void compute_avx512vnni(const Plan&, const void*, int64_t, float*, const Task&);
+void quantize_sse2(const Plan&, const float*, int64_t, void*, int64_t);
+void quantize_avx2(const Plan&, const float*, int64_t, void*, int64_t);
+void quantize_avx512(const Plan&, const float*, int64_t, void*, int64_t);
 
 /* Quantizes one token as the reference defines (see reference.cpp); returns its scale. */
 float quantize_token(const float* x, int32_t k, int8_t* q);

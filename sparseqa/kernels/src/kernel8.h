@@ -60,16 +60,79 @@ void compute8(const Plan& plan, const void* workspace, int64_t m, float* y, cons
         }
     }
     const int64_t t0 = task.token_block * TOKEN_BLOCK;
-    for (int32_t o0 = task.r0; o0 < task.r1; o0 += 8) {
-        const int outputs = task.r1 - o0 < 8 ? task.r1 - o0 : 8;
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(outputs), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        for (int j = 0; j < NV; ++j) {
+    for (int j = 0; j < NV; ++j) {
+        for (int32_t o0 = task.r0; o0 < task.r1; o0 += 8) {
+            const int outputs = task.r1 - o0 < 8 ? task.r1 - o0 : 8;
+            const __m256i mask =
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(outputs), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
             __m256 r[8];
             for (int i = 0; i < 8; ++i)
                 r[i] = _mm256_load_ps(reinterpret_cast<const float*>(tile[o0 - task.r0 + (i < outputs ? i : 0)] + 8 * j));
             transpose8(r);
             const int tokens = task.tokens - 8 * j < 8 ? task.tokens - 8 * j : 8;
             for (int i = 0; i < tokens; ++i) _mm256_maskstore_ps(y + (t0 + 8 * j + i) * plan.n + o0, mask, r[i]);
+        }
+    }
+}
+
+/* As quantize_avx512, 8 tokens x 8 groups at a time. */
+inline void quantize8(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
+    float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
+    uint8_t* out = panel(plan, workspace, m, token_block);
+    const int64_t t0 = token_block * TOKEN_BLOCK;
+    const int tokens = m - t0 < TOKEN_BLOCK ? static_cast<int>(m - t0) : TOKEN_BLOCK;
+    const int32_t k = plan.k;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    float inverse[TOKEN_BLOCK];
+    for (int t = 0; t < TOKEN_BLOCK; ++t) {
+        if (t >= tokens) {
+            scales_t[t] = inverse[t] = 0.0f;
+            continue;
+        }
+        const float* row = x + (t0 + t) * k;
+        __m256 peak = _mm256_setzero_ps();
+        int32_t i = 0;
+        for (; i + 8 <= k; i += 8) peak = _mm256_max_ps(peak, _mm256_andnot_ps(sign, _mm256_loadu_ps(row + i)));
+        float lanes[8];
+        _mm256_storeu_ps(lanes, peak);
+        float amax = 0.0f;
+        for (int j = 0; j < 8; ++j) amax = lanes[j] > amax ? lanes[j] : amax;
+        for (; i < k; ++i) {
+            const float a = row[i] < 0 ? -row[i] : row[i];
+            amax = a > amax ? a : amax;
+        }
+        const bool zero = !(amax >= QUANT_MIN);
+        scales_t[t] = zero ? 0.0f : amax / 127.0f;
+        inverse[t] = zero ? 0.0f : 127.0f / amax;
+    }
+    const __m256 low = _mm256_set1_ps(-127.0f), high = _mm256_set1_ps(127.0f);
+    const __m256i offset = _mm256_set1_epi8(static_cast<char>(plan.act_offset));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int t = 0; t < TOKEN_BLOCK; t += 8) {
+        for (int32_t g0 = 0; g0 < plan.groups; g0 += 8) {
+            const int groups = plan.groups - g0 < 8 ? plan.groups - g0 : 8;
+            __m256 r[8];
+            for (int i = 0; i < 8; ++i) {
+                if (t + i >= tokens) {
+                    r[i] = _mm256_castsi256_ps(offset);
+                    continue;
+                }
+                const float* row = x + (t0 + t + i) * k + 4 * g0;
+                const __m256 scale = _mm256_set1_ps(inverse[t + i]);
+                __m256i q[4];
+                for (int c = 0; c < 4; ++c) {
+                    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(4 * groups - 8 * c), lane);
+                    __m256 v = _mm256_mul_ps(_mm256_maskload_ps(row + 8 * c, mask), scale);
+                    q[c] = _mm256_cvtps_epi32(_mm256_min_ps(high, _mm256_max_ps(low, v)));
+                }
+                // packs work within 128-bit lanes; the permute puts the 32 bytes back in input order.
+                const __m256i words = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+                r[i] = _mm256_castsi256_ps(_mm256_add_epi8(_mm256_permutevar8x32_epi32(words, order), offset));
+            }
+            transpose8(r);
+            for (int g = 0; g < groups; ++g)
+                _mm256_store_ps(reinterpret_cast<float*>(out + (g0 + g) * GROUP_BYTES + 4 * t), r[g]);
         }
     }
 }

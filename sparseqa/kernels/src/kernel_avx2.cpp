@@ -22,6 +22,10 @@ struct Avx2Dot {
 
 }  // namespace
 
+void quantize_avx2(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
+    quantize8(plan, x, m, workspace, token_block);
+}
+
 void compute_avx2(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
     dispatch8<Avx2Dot>(plan, workspace, m, y, task);
 }
