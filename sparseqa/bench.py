@@ -5,7 +5,8 @@ precision (fp32, bf16, int8 on OpenVINO) and the sparsity (the dense and the spa
 same precision, the ``vs dense same runtime`` column). Every ``speedup`` is relative to the dense model on PyTorch
 fp32, the way the baseline is usually run. Where sparseqa's kernels build, the sparse model also runs on OpenVINO int8
 with its sparse Linears on those kernels, and ``vs OpenVINO kernels`` compares it with the same model, same precision
-on OpenVINO's own kernels: what the zeros buy.
+on OpenVINO's own kernels: what the zeros buy. Beside the timings, every sparse int8 configuration's start/end logits
+on the bundled examples are compared with the sparse model's OpenVINO fp32 logits (max abs difference, cosine).
 
 ``run_benchmark(settings, progress)`` is the one entry point for the CLI and the web page; its ``BenchResult`` gives
 the table (pandas), the plot (matplotlib) and the JSON.
@@ -27,6 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from . import decoding
 from .calibration import example_pairs
 from .hardware import Machine, library_versions, machine
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, card_for
@@ -169,6 +171,24 @@ class BenchRow:
 
 
 @dataclass(frozen=True)
+class Fidelity:
+    """How close one configuration's start/end logits on the bundled examples are to the same model's OpenVINO fp32."""
+
+    configuration: Configuration
+    max_abs_diff: float
+    cosine: float
+
+    def as_dict(self) -> dict:
+        """Plain values for JSON."""
+        return {
+            "configuration": self.configuration.name,
+            "kernels": self.configuration.kernels,
+            "max_abs_diff": self.max_abs_diff,
+            "cosine": self.cosine,
+        }
+
+
+@dataclass(frozen=True)
 class BenchResult:
     """Everything one benchmark run measured, on which machine, with which settings."""
 
@@ -181,6 +201,7 @@ class BenchResult:
     absent: list[Absent] = field(default_factory=list)
     other_cpu_share: float | None = None  # see OtherCpuUse
     kernel_isa: str | None = None  # the ISA path of sparseqa's kernels in the measured rows, if any
+    fidelity: list[Fidelity] = field(default_factory=list)
 
     def table(self) -> pd.DataFrame:
         """One row per configuration and sequence length, grouped by length, the dense PyTorch baseline first."""
@@ -232,6 +253,7 @@ class BenchResult:
             },
             "rows": [row.as_dict() for row in self.rows],
             "absent": [{"configuration": item.configuration, "reason": item.reason} for item in self.absent],
+            "logits_vs_fp32": [item.as_dict() for item in self.fidelity],
         }
 
     def headline(self) -> str | None:
@@ -270,6 +292,14 @@ class BenchResult:
         headline = self.headline()
         if headline:
             lines.append(headline)
+        if self.fidelity:
+            lines.append(
+                f"start/end logits on the {len(example_pairs())} bundled examples against sparse · openvino fp32:"
+            )
+            lines += [
+                f"  {item.configuration.name}: max abs difference {item.max_abs_diff:.4f}, cosine {item.cosine:.6f}"
+                for item in self.fidelity
+            ]
         return lines
 
     def figure(self) -> Figure:
@@ -440,7 +470,36 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
         absent=absent,
         other_cpu_share=other_use.share,
         kernel_isa=next((engine.kernel_isa for engine in engines.values() if engine.kernel_isa), None),
+        fidelity=logits_fidelity(engines),
     )
+
+
+def logits_fidelity(engines: dict[Configuration, QAEngine]) -> list[Fidelity]:
+    """Each sparse int8 configuration's start/end logits on the bundled examples (every window, natural length)
+    against the sparse model's OpenVINO fp32 logits: the largest absolute difference and the cosine similarity."""
+    reference = next(
+        (engine for config, engine in engines.items() if (config.role, config.runtime_label, config.precision) == ("sparse", "openvino", "fp32")),
+        None,
+    )
+    if reference is None:
+        return []
+
+    def logits(engine: QAEngine) -> np.ndarray:
+        pieces = []
+        for question, passage in example_pairs():
+            encoding = decoding.encode(engine.tokenizer, question, passage)
+            start, end = engine.infer(decoding.model_inputs(encoding, engine.input_names))
+            pieces += [start.ravel(), end.ravel()]
+        return np.concatenate(pieces).astype(np.float64)
+
+    expected = logits(reference)
+    fidelity = []
+    for config, engine in engines.items():
+        if config.role == "sparse" and config.precision == "int8":
+            actual = logits(engine)
+            cosine = float(actual @ expected / (np.linalg.norm(actual) * np.linalg.norm(expected)))
+            fidelity.append(Fidelity(config, float(np.abs(actual - expected).max()), cosine))
+    return fidelity
 
 
 def _forward_pass(engine: QAEngine, seq_len: int) -> Callable[[], object]:
