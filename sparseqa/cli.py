@@ -159,7 +159,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     local = resolve(model)
     tokenizer = _load_tokenizer(local)
     ir = cached_ir(local, tokenizer, quantized=args.precision == "int8", calibration_samples=args.calibration_samples)
-    kernels = choose_kernels(args.kernels, "openvino", args.precision)
+    # A portable IR unless asked: sparseqa's op loads only where its extension is added to OpenVINO.
+    kernels = choose_kernels(args.kernels or "openvino", "openvino", args.precision)
     if kernels.sparse:
         sparse_ir = cached_ir(
             local, tokenizer, quantized=True, calibration_samples=args.calibration_samples, kernels=kernels
@@ -170,7 +171,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 f"{sparse_linears(ir)} sparse Linears run on sparseqa's op: load it with "
                 f"core.add_extension({str(kernels.extension)!r})"
             )
-    elif kernels.reason:
+    elif args.kernels and kernels.reason:
         print(f"note: {kernels.reason}", file=sys.stderr)
     # File by file into a directory made with the user's umask: copytree would carry over the cache's private 0700.
     out.mkdir(parents=True, exist_ok=True)
@@ -288,7 +289,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.compare:
         configurations = compare_configurations(sparse, dense)
     else:
-        configurations = [(sparse, args.runtime or "openvino", args.precision or "int8")]
+        configurations = [(sparse, args.runtime or "openvino", args.precision or "int8", args.kernels)]
     runs = run_configurations(
         configurations, questions, data, threads=args.threads, report=lambda line: print(line, file=sys.stderr)
     )
@@ -338,8 +339,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def check_eval_arguments(args: argparse.Namespace) -> None:
     """Refuse eval options that do not fit together, before any data or model is loaded."""
-    if args.compare and (args.runtime or args.precision):
-        raise UsageError("--compare runs dense PyTorch fp32, sparse OpenVINO fp32 and int8: drop --runtime/--precision")
+    if args.compare and (args.runtime or args.precision or args.kernels):
+        raise UsageError(
+            "--compare runs dense PyTorch fp32, sparse OpenVINO fp32 and int8 on both kernels: "
+            "drop --runtime/--precision/--kernels"
+        )
     if args.compare and args.predictions_out:
         raise UsageError("--predictions-out writes one configuration's answers: drop it or --compare")
     if not args.compare and args.dense_model:
@@ -409,7 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 or int8 (NNCF)")
     export.add_argument("--calibration-samples", type=int, default=300, help="int8 calibration pairs (default 300)")
     export.add_argument("--out", required=True, help="directory to write")
-    add_kernels_argument(export)
+    export.add_argument(
+        "--kernels",
+        choices=KERNELS,
+        help="sparseqa (or auto): int8 IR whose sparse Linears are sparseqa's op, which needs its extension to load; "
+        "default openvino: a plain IR any OpenVINO loads",
+    )
     export.set_defaults(run=cmd_export)
 
     bench = commands.add_parser(

@@ -221,3 +221,15 @@ def test_ir_cache_key_names_the_kernel_build_and_isa(tiny_sparse_model, monkeypa
     assert all(native.build_key() in key for key in keys)
     assert cache_key(local, True, 20, scalar).endswith("-scalar")
     assert cache_key(local, True, 20) not in keys
+
+
+def test_export_writes_the_sparse_kernel_ir_only_when_asked(tiny_sparse_model, core, tmp_path, capsys):
+    from sparseqa.cli import main
+
+    plain, ours = tmp_path / "plain", tmp_path / "ours"
+    assert main(["export", "--model", str(tiny_sparse_model), "--precision", "int8", "--out", str(plain)]) == 0
+    assert OP_TYPE not in (plain / "openvino_model.xml").read_text()
+    argv = ["export", "--model", str(tiny_sparse_model), "--precision", "int8", "--kernels", "sparseqa", "--out", str(ours)]
+    assert main(argv) == 0
+    assert "12 sparse Linears run on sparseqa's op" in capsys.readouterr().out
+    assert op_count(core.read_model(ours / "openvino_model.xml")) == 12
