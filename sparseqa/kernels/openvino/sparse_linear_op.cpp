@@ -113,8 +113,17 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
     ov::parallel_for(static_cast<size_t>(sq_quantize_task_count(packed, m)), [&](size_t task) {
         sq_quantize_task(packed, input, m, quantized, static_cast<int64_t>(task));
     });
-    ov::parallel_for(static_cast<size_t>(sq_compute_task_count(packed, m)), [&](size_t task) {
-        sq_compute_task(packed, quantized, m, output, static_cast<int64_t>(task));
+    // The library numbers tasks token block by token block. With more token blocks than threads, run them row
+    // chunk by row chunk instead: each thread then streams its share of the weights from memory once and reuses
+    // it from cache for every token block (measured at 384 tokens: ~4% faster; at 128, token blocks first is).
+    const int64_t tasks = sq_compute_task_count(packed, m);
+    const int64_t token_blocks = sq_quantize_task_count(packed, m);
+    const int64_t chunks = tasks / token_blocks;
+    const bool rows_outer = token_blocks > parallel_get_max_threads();
+    ov::parallel_for(static_cast<size_t>(tasks), [&](size_t i) {
+        const int64_t index = static_cast<int64_t>(i);
+        const int64_t task = rows_outer ? (index % token_blocks) * chunks + index / token_blocks : index;
+        sq_compute_task(packed, quantized, m, output, task);
     });
     return true;
 }
