@@ -1,0 +1,10 @@
+#pragma once
+
+#include <cstddef>
+
+namespace sparseqa {
+
+// x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) in place, vectorized for the CPU it runs on.
+void gelu_erf(float* data, size_t count);
+
+}  // namespace sparseqa
