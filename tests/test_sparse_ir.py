@@ -243,3 +243,17 @@ def test_export_writes_the_sparse_kernel_ir_only_when_asked(tiny_sparse_model, c
     assert main(argv) == 0
     assert "12 sparse Linears run on sparseqa's op" in capsys.readouterr().out
     assert op_count(core.read_model(ours / "openvino_model.xml")) == 12
+
+
+def test_app_and_cli_take_kernels_from_flag_or_environment():
+    from sparseqa.cli import build_parser
+    from sparseqa.interface import parse_options
+
+    assert parse_options([], environ={}).settings.kernels == "auto"
+    assert parse_options([], environ={"SPARSEQA_KERNELS": "openvino"}).settings.kernels == "openvino"
+    assert parse_options(["--kernels", "sparseqa"], environ={"SPARSEQA_KERNELS": "openvino"}).settings.kernels == "sparseqa"
+    with pytest.raises(SystemExit):
+        parse_options([], environ={"SPARSEQA_KERNELS": "fastest"})
+    parser = build_parser()
+    for command in (["ask", "-q", "q", "-c", "c"], ["bench"], ["eval", "--data", "d.json"], ["export", "--out", "o"]):
+        assert parser.parse_args(command + ["--kernels", "openvino"]).kernels == "openvino"

@@ -1,7 +1,11 @@
 #include "sparse_linear_op.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <openvino/core/parallel.hpp>
 
@@ -112,19 +116,9 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
     }
     const float* input = x.data<const float>();
     float* output = outputs[0].data<float>();
-    // The kernel library's tasks run on OpenVINO's own TBB pool: the CPU plugin calls evaluate inside its stream's
-    // arena, so they get the engine's INFERENCE_NUM_THREADS threads, already awake, and no second pool competes.
-    void* quantized = workspace(sq_workspace_size(packed, m));
-    ov::parallel_for(static_cast<size_t>(sq_quantize_task_count(packed, m)), [&](size_t task) {
-        sq_quantize_task(packed, input, m, quantized, static_cast<int64_t>(task));
-    });
-    // The library orders tasks row chunk by row chunk, so each thread's share of the weights stays in cache while
-    // the token blocks stream by.
-    const int64_t tasks = sq_compute_task_count(packed, m);
-    const bool gelu = m_activation == "gelu";
     const int64_t n = sq_plan_n(packed);
-    ov::parallel_for(static_cast<size_t>(tasks), [&](size_t i) {
-        const int64_t task = static_cast<int64_t>(i);
+    const bool gelu = m_activation == "gelu";
+    const auto compute = [&](const void* quantized, int64_t task) {
         sq_compute_task(packed, quantized, m, output, task);
         if (gelu) {
             // While the task's output tile is still in L1.
@@ -133,6 +127,46 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
             sq_compute_task_tile(packed, m, task, &token_begin, &token_end, &row_begin, &row_end);
             for (int64_t token = token_begin; token < token_end; ++token) {
                 gelu_erf(output + token * n + row_begin, static_cast<size_t>(row_end - row_begin));
+            }
+        }
+    };
+    void* quantized = workspace(sq_workspace_size(packed, m));
+    const int64_t token_blocks = sq_quantize_task_count(packed, m);
+    const int64_t chunks = sq_compute_task_count(packed, m) / token_blocks;
+    // One parallel region per op, on OpenVINO's own TBB pool (the CPU plugin calls evaluate inside its stream's
+    // arena: the engine's INFERENCE_NUM_THREADS threads, already awake). Threads claim row chunks one at a time
+    // (a chunk's weights stay in cache while its token blocks stream by) and quantize each token block the first
+    // time any of them needs it, so there is no barrier between quantizing and computing, and a thread the OS
+    // preempts holds up at most the chunk it is on.
+    enum : int { TODO = 0, BUSY = 1, DONE = 2 };
+    std::vector<std::atomic<int>> state(static_cast<size_t>(token_blocks));
+    std::atomic<int64_t> next_chunk{0};
+    ov::parallel_nt(0, [&](int, int) {
+        std::vector<char> computed(static_cast<size_t>(token_blocks));
+        for (int64_t chunk; (chunk = next_chunk.fetch_add(1)) < chunks;) {
+            std::fill(computed.begin(), computed.end(), 0);
+            for (int64_t remaining = token_blocks; remaining > 0;) {
+                bool progressed = false;
+                for (int64_t block = 0; block < token_blocks; ++block) {
+                    if (computed[block]) {
+                        continue;
+                    }
+                    int seen = state[block].load(std::memory_order_acquire);
+                    if (seen == TODO && state[block].compare_exchange_strong(seen, BUSY)) {
+                        sq_quantize_task(packed, input, m, quantized, block);
+                        state[block].store(DONE, std::memory_order_release);
+                        seen = DONE;
+                    }
+                    if (seen == DONE) {
+                        compute(quantized, chunk * token_blocks + block);
+                        computed[block] = 1;
+                        --remaining;
+                        progressed = true;
+                    }
+                }
+                if (!progressed) {
+                    std::this_thread::yield();  // the one block left is being quantized by another thread
+                }
             }
         }
     });
