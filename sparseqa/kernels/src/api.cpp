@@ -123,7 +123,11 @@ class Pool {
         for (int i = 0;; ++i) {
             if (ready()) return true;
             _mm_pause();
-            if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) return false;
+            if ((i & 63) == 63) {
+                if (std::chrono::steady_clock::now() > until) return false;
+                // On a shared machine the thread we wait for may be queued behind us on this very core.
+                std::this_thread::yield();
+            }
         }
     }
 
@@ -392,7 +396,7 @@ int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int thre
         // Its quantizer is running on another thread; yield now and then in case that thread lost its core.
         for (int spins = 1; !ready[task % quantize_tasks].load(std::memory_order_acquire); ++spins) {
             _mm_pause();
-            if (spins % 256 == 0) std::this_thread::yield();
+            if (spins % 64 == 0) std::this_thread::yield();
         }
         sq_compute_task(plan, workspace, m, y, task);
     });
