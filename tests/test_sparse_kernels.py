@@ -89,6 +89,18 @@ def test_thread_count_does_not_change_the_result(isa: str, threads: int) -> None
     np.testing.assert_array_equal(layer(x, threads), reference_linear(weights, x))
 
 
+def test_concurrent_calls_on_one_plan_each_get_their_own_result(isa: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    weights = pack_bcsr(sparse_weight(96, 128, 0.3))
+    layer = SparseLinear(weights, isa)
+    inputs = [activations(50 + 40 * i, 128, seed=i) for i in range(6)]
+    with ThreadPoolExecutor(max_workers=3) as pool:  # ctypes releases the GIL: the calls really overlap
+        results = list(pool.map(lambda pair: layer(pair[1], 1 + pair[0] % 2), enumerate(inputs)))
+    for x, y in zip(inputs, results):
+        np.testing.assert_array_equal(y, reference_linear(weights, x))
+
+
 def test_output_row_without_blocks_is_its_bias_and_no_bias_means_zero(isa: str) -> None:
     weight = sparse_weight(40, 64, 0.5)
     weight[3] = 0.0
