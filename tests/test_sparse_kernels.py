@@ -201,6 +201,19 @@ def test_task_api_in_any_order_equals_sq_linear(isa: str) -> None:
     np.testing.assert_array_equal(y, layer(x, 1))
 
 
+def test_results_do_not_depend_on_output_alignment(isa: str) -> None:
+    weights = pack_bcsr(sparse_weight(64, 32, 0.5))
+    x = activations(70, 32)
+    expected = reference_linear(weights, x)
+    assert SparseLinear(weights, isa)(x).ctypes.data % 64 == 0
+    for shift in (1, 4, 15):  # floats: 4, 16 and 60 bytes past a line
+        buffer = np.empty(70 * 64 + 64, np.float32)
+        start = (-buffer.ctypes.data % 64) // 4 + shift
+        out = buffer[start : start + 70 * 64].reshape(70, 64)
+        SparseLinear(weights, isa)(x, 2, out)
+        np.testing.assert_array_equal(out, expected)
+
+
 def test_pack_bcsr_keeps_nonzero_blocks_and_per_row_scales() -> None:
     weight = sparse_weight(64, 128, 0.25, seed=3)
     weight[5] = 0.0
