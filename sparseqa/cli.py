@@ -205,6 +205,8 @@ def cmd_kernel_bench(args: argparse.Namespace) -> int:
     from .kernel_bench import OpenVINONotInt8, run_kernel_benchmark
     from .native import NativeUnavailable
 
+    if args.plot:
+        raise UsageError("--plot draws the model benchmark; with --kernels-only use --json")
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise UsageError(f"--json {args.json}: its directory does not exist; create it or choose another path")
     if args.runs < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):

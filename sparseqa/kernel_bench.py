@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import native
 from .hardware import library_versions, machine
 from .timing import interleave
 
@@ -117,6 +118,7 @@ class KernelBenchResult:
             | {"threads": self.threads, "libraries": library_versions(), "date": self.date,
                "other_cpu_share": self.other_cpu_share},
             "kernel_isa": self.kernel_isa,
+            "cpu_kernel_isas": native.cpu_isas(),
             "openvino_int8": self.openvino_int8,
             "sparsity": SPARSITY,
             "runs": self.runs,

@@ -18,7 +18,7 @@ def test_kernels_only_times_every_shape_and_sums_an_encoder_layer(tmp_path, caps
     assert main(["bench", "--kernels-only", "--seq-lens", "32", "--runs", "2", "--warmup", "0", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     document = json.loads(out.read_text())
-    assert document["kernel_isa"] == native.chosen_isa()
+    assert document["kernel_isa"] == native.chosen_isa() == document["cpu_kernel_isas"][0]
     assert document["openvino_int8"].startswith("FullyConnected ") and "i8 weights" in document["openvino_int8"]
     assert document["machine"]["threads"] >= 1 and "cpu" in document["machine"]
     rows = {(row["n"], row["k"]): row for row in document["rows"]}
@@ -43,6 +43,7 @@ def test_kernels_only_times_every_shape_and_sums_an_encoder_layer(tmp_path, caps
         (["--seq-lens", "8"], "use lengths from 32 to 512"),
         (["--runs", "0"], "--runs must be at least 1"),
         (["--json", "/no/such/dir/out.json"], "its directory does not exist"),
+        (["--plot", "out.png"], "with --kernels-only use --json"),
     ],
 )
 def test_kernels_only_bad_arguments_are_one_line_usage_errors(arguments, message, capsys):
