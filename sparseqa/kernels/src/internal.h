@@ -77,7 +77,7 @@ void quantize_avx512(const Plan&, const float*, int64_t, void*, int64_t);
 float quantize_token(const float* x, int32_t k, int8_t* q);
 
 /* Kernels keep a task's int32 accumulators (rows x tokens) in a tile of this many bytes on the stack. */
-constexpr int TILE_BYTES = 16384;
+constexpr int TILE_BYTES = 32768;
 
 }  // namespace sq
 
