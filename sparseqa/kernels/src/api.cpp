@@ -182,7 +182,7 @@ int32_t rows_per_task(const Plan& plan, int64_t m) {
     return rows;
 }
 
-void* aligned(size_t bytes) { return ::operator new(bytes, std::align_val_t(ALIGN)); }
+void* aligned(size_t bytes) { return ::operator new(bytes, std::align_val_t(ALIGN), std::nothrow); }
 void release(void* p) {
     if (p) ::operator delete(p, std::align_val_t(ALIGN));
 }
@@ -290,6 +290,10 @@ sq_plan* sq_plan_create(const sq_bcsr* w, const char* isa_name, char* error, siz
     const size_t tile_bytes = sizeof(int32_t) * static_cast<size_t>(w->n) * (k_tiles + 1);
     const size_t row_bytes = sizeof(float) * std::max(w->n, 1);
     char* storage = static_cast<char*>(aligned(block_bytes + tile_bytes + 3 * row_bytes));
+    if (!storage) {
+        set_error(error, error_size, "out of memory packing the weights");
+        return nullptr;
+    }
     Block* packed = reinterpret_cast<Block*>(storage);
     int32_t* tile_ptr = reinterpret_cast<int32_t*>(storage + block_bytes);
     int32_t* offset_sum = reinterpret_cast<int32_t*>(storage + block_bytes + tile_bytes);
@@ -311,7 +315,12 @@ sq_plan* sq_plan_create(const sq_bcsr* w, const char* isa_name, char* error, siz
         scales[o] = w->scales[o];
         bias[o] = w->bias ? w->bias[o] : 0.0f;
     }
-    sq_plan* plan = new sq_plan;
+    sq_plan* plan = new (std::nothrow) sq_plan;
+    if (!plan) {
+        release(storage);
+        set_error(error, error_size, "out of memory packing the weights");
+        return nullptr;
+    }
     plan->plan = Plan{isa, w->n, w->k, groups, k_tiles, tile_groups, act_offset, packed, tile_ptr, offset_sum,
                       scales, bias, storage};
     return plan;
@@ -334,7 +343,7 @@ size_t sq_workspace_size(const sq_plan* plan, int64_t m) {
 }
 
 int64_t sq_quantize_task_count(const sq_plan* plan, int64_t m) {
-    return plan && m > 0 ? padded_tokens(m) / TOKEN_BLOCK : 0;
+    return plan && m > 0 ? token_blocks(m) : 0;
 }
 
 int sq_quantize_task(const sq_plan* plan, const float* x, int64_t m, void* workspace, int64_t task) {
@@ -376,15 +385,16 @@ int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int thre
     const size_t bytes = sq_workspace_size(plan, m);
     if (bytes > cached.bytes) {
         release(cached.memory);
-        cached.memory = nullptr;
         cached.memory = aligned(bytes);
-        cached.bytes = bytes;
+        cached.bytes = cached.memory ? bytes : 0;
+        if (!cached.memory) return -1;
     }
     void* workspace = cached.memory;
     // One job: the quantize tasks first, then the compute tasks, each waiting only for its own token block's panel
     // (claimed, so being quantized, before any compute task is handed out).
     const int64_t quantize_tasks = sq_quantize_task_count(plan, m);
-    std::unique_ptr<std::atomic<bool>[]> ready(new std::atomic<bool>[quantize_tasks]);
+    std::unique_ptr<std::atomic<bool>[]> ready(new (std::nothrow) std::atomic<bool>[quantize_tasks]);
+    if (!ready) return -1;
     for (int64_t i = 0; i < quantize_tasks; ++i) ready[i].store(false);
     pool().run(quantize_tasks + sq_compute_task_count(plan, m), threads, [&](int64_t i) {
         if (i < quantize_tasks) {
