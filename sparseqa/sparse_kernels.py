@@ -187,7 +187,7 @@ class SparseLinear:
             raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
         y = out
         if _library().sq_linear(self._plan, x.ctypes.data, x.shape[0], y.ctypes.data, threads) != 0:
-            raise ValueError(f"sq_linear rejected its arguments (threads={threads})")
+            raise ValueError(f"sq_linear failed (threads={threads}): bad arguments or out of memory")
         return y
 
     def __del__(self) -> None:
