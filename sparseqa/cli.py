@@ -237,10 +237,12 @@ def cmd_kernel_bench(args: argparse.Namespace) -> int:
     """Time each encoder Linear shape alone: sparseqa's sparse kernel against OpenVINO's dense int8 FullyConnected."""
     from tqdm import tqdm
 
-    from .bench import parse_seq_lens
+    from .bench import MAX_SEQ_LEN, MIN_SEQ_LEN, parse_seq_lens
     from .kernel_bench import OpenVINONotInt8, run_kernel_benchmark
     from .native import NativeUnavailable
 
+    if args.plot:
+        raise UsageError("--plot draws the model benchmark; with --kernels-only use --json")
     if args.json and not Path(args.json).resolve().parent.is_dir():
         raise UsageError(f"--json {args.json}: its directory does not exist; create it or choose another path")
     if args.runs < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
@@ -249,6 +251,8 @@ def cmd_kernel_bench(args: argparse.Namespace) -> int:
         seq_lens = parse_seq_lens(args.seq_lens)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if not all(MIN_SEQ_LEN <= seq_len <= MAX_SEQ_LEN for seq_len in seq_lens):
+        raise UsageError(f"--seq-lens {args.seq_lens}: use lengths from {MIN_SEQ_LEN} to {MAX_SEQ_LEN} tokens")
     with tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar:24}| {elapsed} {desc}") as bar:
 
         def progress(fraction: float, description: str) -> None:

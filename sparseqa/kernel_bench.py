@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import native
 from .hardware import library_versions, machine
 from .timing import interleave
 
@@ -117,6 +118,7 @@ class KernelBenchResult:
             | {"threads": self.threads, "libraries": library_versions(), "date": self.date,
                "other_cpu_share": self.other_cpu_share},
             "kernel_isa": self.kernel_isa,
+            "cpu_kernel_isas": native.cpu_isas(),
             "openvino_int8": self.openvino_int8,
             "sparsity": SPARSITY,
             "runs": self.runs,
@@ -185,7 +187,7 @@ def run_kernel_benchmark(
 
     from .bench import OtherCpuUse
     from .runtimes import default_threads
-    from .sparse_kernels import SparseLinear, pack_bcsr
+    from .sparse_kernels import SparseLinear, aligned_empty, pack_bcsr
 
     threads = threads or default_threads()
     result: KernelBenchResult | None = None
@@ -201,7 +203,7 @@ def run_kernel_benchmark(
         compiled, openvino_layer = openvino_int8_linear(weight, bias, seq_len, threads)
         request = compiled.create_infer_request()
         x = np.random.default_rng(100 + index).standard_normal((seq_len, k)).astype(np.float32)
-        out = np.empty((seq_len, n), np.float32)
+        out = aligned_empty((seq_len, n))  # as OpenVINO's own output buffers are
         request.set_input_tensor(0, ov.Tensor(x, shared_memory=True))
         if result is None:
             result = KernelBenchResult(kernel_isa=layer.isa, openvino_int8=openvino_layer, threads=threads, runs=runs)

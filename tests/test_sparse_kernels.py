@@ -89,6 +89,18 @@ def test_thread_count_does_not_change_the_result(isa: str, threads: int) -> None
     np.testing.assert_array_equal(layer(x, threads), reference_linear(weights, x))
 
 
+def test_concurrent_calls_on_one_plan_each_get_their_own_result(isa: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    weights = pack_bcsr(sparse_weight(96, 128, 0.3))
+    layer = SparseLinear(weights, isa)
+    inputs = [activations(50 + 40 * i, 128, seed=i) for i in range(6)]
+    with ThreadPoolExecutor(max_workers=3) as pool:  # ctypes releases the GIL: the calls really overlap
+        results = list(pool.map(lambda pair: layer(pair[1], 1 + pair[0] % 2), enumerate(inputs)))
+    for x, y in zip(inputs, results):
+        np.testing.assert_array_equal(y, reference_linear(weights, x))
+
+
 def test_output_row_without_blocks_is_its_bias_and_no_bias_means_zero(isa: str) -> None:
     weight = sparse_weight(40, 64, 0.5)
     weight[3] = 0.0
@@ -187,6 +199,19 @@ def test_task_api_in_any_order_equals_sq_linear(isa: str) -> None:
         assert library.sq_compute_task(plan, ctypes.c_void_p(aligned), ctypes.c_int64(130),
                                        y.ctypes.data_as(ctypes.c_void_p), ctypes.c_int64(int(i))) == 0
     np.testing.assert_array_equal(y, layer(x, 1))
+
+
+def test_results_do_not_depend_on_output_alignment(isa: str) -> None:
+    weights = pack_bcsr(sparse_weight(64, 32, 0.5))
+    x = activations(70, 32)
+    expected = reference_linear(weights, x)
+    assert SparseLinear(weights, isa)(x).ctypes.data % 64 == 0
+    for shift in (1, 4, 15):  # floats: 4, 16 and 60 bytes past a line
+        buffer = np.empty(70 * 64 + 64, np.float32)
+        start = (-buffer.ctypes.data % 64) // 4 + shift
+        out = buffer[start : start + 70 * 64].reshape(70, 64)
+        SparseLinear(weights, isa)(x, 2, out)
+        np.testing.assert_array_equal(out, expected)
 
 
 def test_pack_bcsr_keeps_nonzero_blocks_and_per_row_scales() -> None:

@@ -49,7 +49,8 @@ SQ_API const char* sq_plan_isa(const sq_plan* plan);
 SQ_API int32_t sq_plan_n(const sq_plan* plan);
 SQ_API int32_t sq_plan_k(const sq_plan* plan);
 
-/* y[m, n] = x[m, k] * W^T + b with ``threads`` worker threads (0 = all cores). Returns 0, or -1 on bad arguments.
+/* y[m, n] = x[m, k] * W^T + b with ``threads`` worker threads (0 = all cores). Returns 0, or -1 on bad arguments
+ * or when out of memory.
  * Safe to call from several threads at once on one plan. */
 SQ_API int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int threads);
 

@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <memory>
 #include <new>
 #include <string>
 #include <thread>
@@ -69,13 +71,14 @@ void set_error(char* error, size_t size, const std::string& message) {
     if (error && size) snprintf(error, size, "%s", message.c_str());
 }
 
-/* A per-call pool: workers sleep on a condition variable between calls; the caller works too. */
+/* The library's own workers: persistent threads that spin briefly after a job (so consecutive calls and layers find
+ * them awake) and then sleep on a condition variable. The caller works too. One parallel job at a time. */
 class Pool {
    public:
     ~Pool() {
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            stop_ = true;
+            stop_.store(true);
         }
         wake_.notify_all();
         for (auto& worker : workers_) worker.join();
@@ -88,42 +91,69 @@ class Pool {
             for (int64_t i = 0; i < count; ++i) fn(i);
             return;
         }
-        std::lock_guard<std::mutex> call(call_mutex_);  // one parallel call at a time; others queue here
-        const int helpers = static_cast<int>(std::min<int64_t>(threads, count)) - 1;
+        std::lock_guard<std::mutex> call(call_mutex_);
+        const int helpers = static_cast<int>(std::min<int64_t>(std::min(threads, MAX_THREADS), count)) - 1;
         {
             std::lock_guard<std::mutex> lock(mutex_);
+            const uint64_t generation = state_.load() >> 8;
             while (static_cast<int>(workers_.size()) < helpers)
-                workers_.emplace_back([this, id = static_cast<int>(workers_.size())] { work(id); });
+                workers_.emplace_back([this, id = static_cast<int>(workers_.size()), generation] { work(id, generation); });
             job_ = [&fn](int64_t i) { fn(i); };
             count_ = count;
             next_.store(0);
-            helpers_ = helpers;
-            pending_ = helpers;
-            ++generation_;
+            pending_.store(helpers);
+            // Generation and helper count in one word, so a worker never pairs one job's count with another's.
+            state_.store(((generation + 1) << 8) | static_cast<uint64_t>(helpers));
         }
         wake_.notify_all();
         drain();
-        std::unique_lock<std::mutex> lock(mutex_);
-        done_.wait(lock, [this] { return pending_ == 0; });
+        if (!spin_until([this] { return pending_.load() == 0; })) {
+            std::unique_lock<std::mutex> lock(mutex_);
+            done_.wait(lock, [this] { return pending_.load() == 0; });
+        }
         job_ = nullptr;
     }
 
    private:
+    static constexpr int MAX_THREADS = 255;
+
+    template <class Ready>
+    static bool spin_until(const Ready& ready) {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+        for (int i = 0;; ++i) {
+            if (ready()) return true;
+            _mm_pause();
+            if ((i & 63) == 63) {
+                if (std::chrono::steady_clock::now() > until) return false;
+                // On a shared machine the thread we wait for may be queued behind us on this very core.
+                std::this_thread::yield();
+            }
+        }
+    }
+
     void drain() {
         for (int64_t i = next_.fetch_add(1); i < count_; i = next_.fetch_add(1)) job_(i);
     }
 
-    void work(int id) {
-        uint64_t seen = 0;
-        std::unique_lock<std::mutex> lock(mutex_);
+    void work(int id, uint64_t seen) {
         for (;;) {
-            wake_.wait(lock, [&] { return stop_ || (generation_ != seen && id < helpers_); });
-            if (stop_) return;
-            seen = generation_;
-            lock.unlock();
+            uint64_t state = 0;
+            const auto fresh = [&] {
+                state = state_.load();
+                return stop_.load() || (state >> 8) != seen;
+            };
+            if (!spin_until(fresh)) {
+                std::unique_lock<std::mutex> lock(mutex_);
+                wake_.wait(lock, fresh);
+            }
+            if (stop_.load()) return;
+            seen = state >> 8;
+            if (id >= static_cast<int>(state & 0xff)) continue;
             drain();
-            lock.lock();
-            if (--pending_ == 0) done_.notify_one();
+            if (pending_.fetch_sub(1) == 1) {
+                std::lock_guard<std::mutex> lock(mutex_);
+                done_.notify_one();
+            }
         }
     }
 
@@ -132,10 +162,10 @@ class Pool {
     std::vector<std::thread> workers_;
     std::function<void(int64_t)> job_;
     std::atomic<int64_t> next_{0};
+    std::atomic<int> pending_{0};
+    std::atomic<uint64_t> state_{0};
+    std::atomic<bool> stop_{false};
     int64_t count_ = 0;
-    int helpers_ = 0, pending_ = 0;
-    uint64_t generation_ = 0;
-    bool stop_ = false;
 };
 
 Pool& pool() {
@@ -143,14 +173,16 @@ Pool& pool() {
     return instance;
 }
 
+int64_t token_blocks(int64_t m) { return padded_tokens(m) / TOKEN_BLOCK; }
+
+/* Rows per compute task: as many as the accumulator tile holds, fewer when that leaves under 16 tasks to balance. */
 int32_t rows_per_task(const Plan& plan, int64_t m) {
-    const int64_t token_blocks = (m + TOKEN_BLOCK - 1) / TOKEN_BLOCK;
-    int32_t rows = MAX_TASK_ROWS;
-    while (rows > 16 && token_blocks * ((plan.n + rows - 1) / rows) < 16) rows /= 2;
+    int32_t rows = TILE_BYTES / (4 * TOKEN_BLOCK);
+    while (rows > 16 && token_blocks(m) * ((plan.n + rows - 1) / rows) < 16) rows /= 2;
     return rows;
 }
 
-void* aligned(size_t bytes) { return ::operator new(bytes, std::align_val_t(ALIGN)); }
+void* aligned(size_t bytes) { return ::operator new(bytes, std::align_val_t(ALIGN), std::nothrow); }
 void release(void* p) {
     if (p) ::operator delete(p, std::align_val_t(ALIGN));
 }
@@ -258,6 +290,10 @@ sq_plan* sq_plan_create(const sq_bcsr* w, const char* isa_name, char* error, siz
     const size_t tile_bytes = sizeof(int32_t) * static_cast<size_t>(w->n) * (k_tiles + 1);
     const size_t row_bytes = sizeof(float) * std::max(w->n, 1);
     char* storage = static_cast<char*>(aligned(block_bytes + tile_bytes + 3 * row_bytes));
+    if (!storage) {
+        set_error(error, error_size, "out of memory packing the weights");
+        return nullptr;
+    }
     Block* packed = reinterpret_cast<Block*>(storage);
     int32_t* tile_ptr = reinterpret_cast<int32_t*>(storage + block_bytes);
     int32_t* offset_sum = reinterpret_cast<int32_t*>(storage + block_bytes + tile_bytes);
@@ -279,7 +315,12 @@ sq_plan* sq_plan_create(const sq_bcsr* w, const char* isa_name, char* error, siz
         scales[o] = w->scales[o];
         bias[o] = w->bias ? w->bias[o] : 0.0f;
     }
-    sq_plan* plan = new sq_plan;
+    sq_plan* plan = new (std::nothrow) sq_plan;
+    if (!plan) {
+        release(storage);
+        set_error(error, error_size, "out of memory packing the weights");
+        return nullptr;
+    }
     plan->plan = Plan{isa, w->n, w->k, groups, k_tiles, tile_groups, act_offset, packed, tile_ptr, offset_sum,
                       scales, bias, storage};
     return plan;
@@ -302,7 +343,7 @@ size_t sq_workspace_size(const sq_plan* plan, int64_t m) {
 }
 
 int64_t sq_quantize_task_count(const sq_plan* plan, int64_t m) {
-    return plan && m > 0 ? padded_tokens(m) / TOKEN_BLOCK : 0;
+    return plan && m > 0 ? token_blocks(m) : 0;
 }
 
 int sq_quantize_task(const sq_plan* plan, const float* x, int64_t m, void* workspace, int64_t task) {
@@ -314,19 +355,18 @@ int sq_quantize_task(const sq_plan* plan, const float* x, int64_t m, void* works
 int64_t sq_compute_task_count(const sq_plan* plan, int64_t m) {
     if (!plan || m <= 0) return 0;
     const int32_t rows = rows_per_task(plan->plan, m);
-    return padded_tokens(m) / TOKEN_BLOCK * ((plan->plan.n + rows - 1) / rows);
+    return token_blocks(m) * ((plan->plan.n + rows - 1) / rows);
 }
 
 int sq_compute_task(const sq_plan* plan, const void* workspace, int64_t m, float* y, int64_t task) {
     if (!plan || !workspace || !y || task < 0 || task >= sq_compute_task_count(plan, m)) return -1;
     const Plan& p = plan->plan;
     const int32_t rows = rows_per_task(p, m);
-    const int64_t token_blocks = padded_tokens(m) / TOKEN_BLOCK;
     // Consecutive tasks share a row chunk, so its packed weights stay in cache while the token panels stream by.
     Task t;
-    t.token_block = task % token_blocks;
+    t.token_block = task % token_blocks(m);
     t.tokens = static_cast<int32_t>(std::min<int64_t>(TOKEN_BLOCK, m - t.token_block * TOKEN_BLOCK));
-    t.r0 = static_cast<int32_t>(task / token_blocks) * rows;
+    t.r0 = static_cast<int32_t>(task / token_blocks(m)) * rows;
     t.r1 = std::min(p.n, t.r0 + rows);
     KERNELS[p.isa](p, workspace, m, y, t);
     return 0;
@@ -360,15 +400,31 @@ int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int thre
     const size_t bytes = sq_workspace_size(plan, m);
     if (bytes > cached.bytes) {
         release(cached.memory);
-        cached.memory = nullptr;
         cached.memory = aligned(bytes);
-        cached.bytes = bytes;
+        cached.bytes = cached.memory ? bytes : 0;
+        if (!cached.memory) return -1;
     }
     void* workspace = cached.memory;
-    pool().run(sq_quantize_task_count(plan, m), threads,
-               [&](int64_t i) { QUANTIZERS[plan->plan.isa](plan->plan, x, m, workspace, i); });
-    pool().run(sq_compute_task_count(plan, m), threads,
-               [&](int64_t i) { sq_compute_task(plan, workspace, m, y, i); });
+    // One job: the quantize tasks first, then the compute tasks, each waiting only for its own token block's panel
+    // (claimed, so being quantized, before any compute task is handed out).
+    const int64_t quantize_tasks = sq_quantize_task_count(plan, m);
+    std::unique_ptr<std::atomic<bool>[]> ready(new (std::nothrow) std::atomic<bool>[quantize_tasks]);
+    if (!ready) return -1;
+    for (int64_t i = 0; i < quantize_tasks; ++i) ready[i].store(false);
+    pool().run(quantize_tasks + sq_compute_task_count(plan, m), threads, [&](int64_t i) {
+        if (i < quantize_tasks) {
+            QUANTIZERS[plan->plan.isa](plan->plan, x, m, workspace, i);
+            ready[i].store(true, std::memory_order_release);
+            return;
+        }
+        const int64_t task = i - quantize_tasks;
+        // Its quantizer is running on another thread; yield now and then in case that thread lost its core.
+        for (int spins = 1; !ready[task % quantize_tasks].load(std::memory_order_acquire); ++spins) {
+            _mm_pause();
+            if (spins % 64 == 0) std::this_thread::yield();
+        }
+        sq_compute_task(plan, workspace, m, y, task);
+    });
     return 0;
 }
 

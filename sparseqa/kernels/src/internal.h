@@ -51,7 +51,7 @@ inline uint8_t* panel(const Plan& plan, void* workspace, int64_t m, int64_t toke
     return static_cast<uint8_t*>(workspace) + padded_tokens(m) * 4 + token_block * plan.groups * GROUP_BYTES;
 }
 
-/* One compute task: tokens [t0, t0 + count) (within one token block, count <= TOKEN_BLOCK), rows [r0, r1). */
+/* One compute task: the first `tokens` tokens of token block `token_block` (at most TOKEN_BLOCK), rows [r0, r1). */
 struct Task {
     int64_t token_block;
     int32_t tokens;
@@ -76,8 +76,8 @@ void quantize_avx512(const Plan&, const float*, int64_t, void*, int64_t);
 /* Quantizes one token as the reference defines (see reference.cpp); returns its scale. */
 float quantize_token(const float* x, int32_t k, int8_t* q);
 
-/* The largest row range of one task; kernels keep a [MAX_TASK_ROWS][TOKEN_BLOCK] accumulator tile on the stack. */
-constexpr int MAX_TASK_ROWS = 64;
+/* Kernels keep a task's int32 accumulators (rows x tokens) in a tile of this many bytes on the stack. */
+constexpr int TILE_BYTES = 32768;
 
 }  // namespace sq
 

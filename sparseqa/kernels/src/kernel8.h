@@ -27,7 +27,7 @@ inline void transpose8(__m256 r[8]) {
 
 template <class Dot, int NV>
 void compute8(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
-    alignas(64) int32_t tile[MAX_TASK_ROWS][TOKEN_BLOCK];
+    alignas(64) int32_t tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
     const int32_t stride = plan.k_tiles + 1;
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {

@@ -1,6 +1,7 @@
 /* AVX-512 VNNI: 16 tokens per zmm, one broadcast weight word and one vpdpbusd per nonzero block per 16 tokens.
  * Accumulators hold 16 tokens of one output; 16 outputs at a time are dequantized and transposed in registers. */
 #include <immintrin.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -37,7 +38,7 @@ inline void transpose16(__m512 r[16]) {
 
 template <int NV>
 void compute(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
-    alignas(64) int32_t tile[MAX_TASK_ROWS][TOKEN_BLOCK];
+    alignas(64) int32_t tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
     const int32_t stride = plan.k_tiles + 1;
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
@@ -58,9 +59,16 @@ void compute(const Plan& plan, const void* workspace, int64_t m, float* y, const
             const Block* end = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt + 1];
             // Two blocks per step into two accumulator sets: twice the independent vpdpbusd chains.
             for (; block + 1 < end; block += 2) {
-                const __m512i w0 = _mm512_set1_epi32(block[0].weights), w1 = _mm512_set1_epi32(block[1].weights);
-                const uint8_t* p0 = base + block[0].offset;
-                const uint8_t* p1 = base + block[1].offset;
+                // Each block as one 64-bit load (offset low, weights high): one load fewer per block than two
+                // 32-bit ones; the barrier keeps GCC from splitting it back.
+                uint64_t word0, word1;
+                memcpy(&word0, block, 8);
+                memcpy(&word1, block + 1, 8);
+                asm("" : "+r"(word0), "+r"(word1));
+                const __m512i w0 = _mm512_set1_epi32(static_cast<int32_t>(word0 >> 32));
+                const __m512i w1 = _mm512_set1_epi32(static_cast<int32_t>(word1 >> 32));
+                const uint8_t* p0 = base + static_cast<int32_t>(word0);
+                const uint8_t* p1 = base + static_cast<int32_t>(word1);
                 a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512(p0), w0);
                 b0 = _mm512_dpbusd_epi32(b0, _mm512_load_si512(p1), w1);
                 if (NV > 1) a1 = _mm512_dpbusd_epi32(a1, _mm512_load_si512(p0 + 64), w0);
