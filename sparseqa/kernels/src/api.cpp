@@ -379,10 +379,9 @@ int sq_compute_task_tile(const sq_plan* plan, int64_t m, int64_t task, int64_t* 
         return -1;
     const Plan& p = plan->plan;
     const int32_t rows = rows_per_task(p, m);
-    const int64_t token_blocks = padded_tokens(m) / TOKEN_BLOCK;
-    *token_begin = task % token_blocks * TOKEN_BLOCK;
+    *token_begin = task % token_blocks(m) * TOKEN_BLOCK;
     *token_end = std::min<int64_t>(m, *token_begin + TOKEN_BLOCK);
-    *row_begin = static_cast<int32_t>(task / token_blocks) * rows;
+    *row_begin = static_cast<int32_t>(task / token_blocks(m)) * rows;
     *row_end = std::min(p.n, *row_begin + rows);
     return 0;
 }
