@@ -3,8 +3,8 @@
 It reads an OpenVINO IR and replaces each MatMul whose weight is a constant with at least half of its 1x4 blocks
 (1 output row × 4 consecutive inputs) all zero by the custom op ``sparseqa.SparseQALinear`` (built from
 sparseqa/kernels/openvino), which holds the nonzero blocks in block-CSR form with per-output-row int8 scales.
-A GELU (erf form) that follows a replaced Linear is computed inside the op, on each output tile while it is in
-cache, as OpenVINO fuses it into its own FullyConnected. Attention, LayerNorm and everything else stay with OpenVINO.
+Attention, LayerNorm, GELU and everything else stay with OpenVINO (computing GELU or the residual Add inside the op
+was measured: no faster, since OpenVINO fuses them with their neighbours).
 
 Starting from NNCF's int8 IR (what ``load_engine`` does) the op takes NNCF's int8 weights and per-row scales as they
 are, and is fed the input of the activation FakeQuantize: the op quantizes activations itself, per token. From an
@@ -70,11 +70,11 @@ def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCK_SPARS
         found = _sparse_linear(matmul, min_block_sparsity)
         if found is None:
             continue
-        activations, weights, output, activation = found
+        activations, weights, output = found
         bias = np.zeros(weights.n, np.float32) if weights.bias is None else weights.bias
         arrays = (weights.row_ptr, weights.block_col, weights.values.reshape(-1), weights.scales, bias)
         inputs = [activations] + [ops.constant(array) for array in arrays]
-        linear = factory.create(OP_TYPE, inputs, {"activation": activation})
+        linear = factory.create(OP_TYPE, inputs, {})
         linear.set_friendly_name(matmul.get_friendly_name())
         output.replace(linear.output(0))
         replaced.append(matmul.get_friendly_name())
@@ -93,7 +93,7 @@ def sparsify_ir(source_xml: Path, target_xml: Path, extension: Path) -> list[str
 
 
 def _sparse_linear(matmul, min_block_sparsity: float):
-    """(activation output, BlockCSR, output to replace, "gelu" or "none") for a sparse Linear MatMul, or None."""
+    """(activation output, BlockCSR, output to replace) for a sparse Linear MatMul, or None to leave it alone."""
     attributes = matmul.get_attributes()
     if attributes.get("transpose_a") or not attributes.get("transpose_b"):
         return None
@@ -118,14 +118,8 @@ def _sparse_linear(matmul, min_block_sparsity: float):
             values = other.get_data()
             if values.size == n and values.shape[-1] == n:
                 bias, output = values.reshape(n), add.output(0)
-    activation = "none"
-    consumers = list(output.get_target_inputs())
-    if len(consumers) == 1 and consumers[0].get_node().get_type_name() == "Gelu":
-        gelu = consumers[0].get_node()
-        if str(gelu.get_attributes().get("approximation_mode", "")).upper() == "ERF":
-            output, activation = gelu.output(0), "gelu"
     packed = pack_bcsr(weight[0], bias) if weight[1] is None else int8_bcsr(weight[0], weight[1], bias)
-    return activations, packed, output, activation
+    return activations, packed, output
 
 
 def _constant_weight(node) -> tuple[np.ndarray, np.ndarray | None] | None:
