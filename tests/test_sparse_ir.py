@@ -247,3 +247,15 @@ def test_app_and_cli_take_kernels_from_flag_or_environment():
     parser = build_parser()
     for command in (["ask", "-q", "q", "-c", "c"], ["bench"], ["eval", "--data", "d.json"], ["export", "--out", "o"]):
         assert parser.parse_args(command + ["--kernels", "openvino"]).kernels == "openvino"
+
+
+def test_eval_compare_leaves_out_the_sparse_kernels_where_they_cannot_load(tiny_sparse_model, monkeypatch):
+    from sparseqa.evaluate import compare_configurations, load_squad, run_configurations
+
+    monkeypatch.setenv("CXX", "/bin/false")  # a new build key whose build fails
+    questions = load_squad(Path(__file__).parent / "data" / "squad_tiny.json")[:2]
+    configurations = [c for c in compare_configurations(str(tiny_sparse_model), "unused") if c[1] == "openvino"]
+    reports: list[str] = []
+    runs = run_configurations(configurations, questions, "tiny", report=reports.append, progress=False)
+    assert [(run.precision, run.kernels) for run in runs] == [("fp32", "openvino"), ("int8", "openvino")]
+    assert any(line.startswith("  left out: the sparseqa kernels are unavailable") for line in reports)
