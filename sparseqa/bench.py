@@ -3,7 +3,10 @@
 The table separates the three causes of a speedup: the runtime (the same model on PyTorch and on OpenVINO), the
 precision (fp32, bf16, int8 on OpenVINO) and the sparsity (the dense and the sparse model on the same runtime at the
 same precision, the ``vs dense same runtime`` column). Every ``speedup`` is relative to the dense model on PyTorch
-fp32, the way the baseline is usually run.
+fp32, the way the baseline is usually run. Where sparseqa's kernels build, the sparse model also runs on OpenVINO int8
+with its sparse Linears on those kernels, and ``vs OpenVINO kernels`` compares it with the same model, same precision
+on OpenVINO's own kernels: what the zeros buy. Beside the timings, every sparse int8 configuration's start/end logits
+on the bundled examples are compared with the sparse model's OpenVINO fp32 logits (max abs difference, cosine).
 
 ``run_benchmark(settings, progress)`` is the one entry point for the CLI and the web page; its ``BenchResult`` gives
 the table (pandas), the plot (matplotlib) and the JSON.
@@ -25,17 +28,29 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from . import decoding
 from .calibration import example_pairs
 from .hardware import Machine, library_versions, machine
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, card_for
-from .runtimes import QAEngine, default_threads, load_engine
+from .runtimes import QAEngine, choose_kernels, default_threads, load_engine
 from .timing import LatencyStats, interleave
 
 DEFAULT_SEQ_LENS = (64, 128, 256, 384)
 MIN_SEQ_LEN = 32
 MAX_SEQ_LEN = 512  # BERT's position embeddings
-TABLE_COLUMNS = ["model", "runtime", "precision", "seq_len", "median_ms", "p90_ms", "speedup", "vs dense same runtime"]
+TABLE_COLUMNS = [
+    "model",
+    "runtime",
+    "precision",
+    "seq_len",
+    "median_ms",
+    "p90_ms",
+    "speedup",
+    "vs dense same runtime",
+    "vs OpenVINO kernels",
+]
 SPARSE_WEIGHTS_RUNTIME = "openvino + sparse weights"
+SPARSE_KERNELS_RUNTIME = "openvino + sparseqa kernels"
 # Other processes taking this share of the CPU or more while the timings run make them unreliable.
 BUSY_SHARE = 0.1
 
@@ -53,6 +68,7 @@ class BenchSettings:
     runs: int = 10
     warmup: int = 2
     threads: int | None = None
+    kernels: str | None = None  # auto, sparseqa or openvino (None: SPARSEQA_KERNELS, else auto)
 
     @classmethod
     def synthetic_models(cls, **overrides) -> BenchSettings:
@@ -85,11 +101,20 @@ class Configuration:
     runtime: str
     precision: str
     sparse_decompression: bool = False
+    sparse_kernels: bool = False  # the sparse Linears on sparseqa's kernels
 
     @property
     def runtime_label(self) -> str:
-        """The runtime as the table shows it; OpenVINO's sparse weight decompression counts as a runtime of its own."""
+        """The runtime as the table shows it; OpenVINO's sparse weight decompression and OpenVINO with sparseqa's
+        kernels count as runtimes of their own."""
+        if self.sparse_kernels:
+            return SPARSE_KERNELS_RUNTIME
         return SPARSE_WEIGHTS_RUNTIME if self.sparse_decompression else self.runtime
+
+    @property
+    def kernels(self) -> str:
+        """Whose kernels compute its Linears: "sparseqa", "openvino" or "pytorch"."""
+        return "sparseqa" if self.sparse_kernels else self.runtime
 
     @property
     def name(self) -> str:
@@ -124,6 +149,7 @@ class BenchRow:
     latency: LatencyStats
     speedup: float
     vs_dense_same_runtime: float | None
+    vs_openvino_kernels: float | None = None
 
     def as_dict(self) -> dict:
         """Plain values for JSON."""
@@ -133,12 +159,32 @@ class BenchRow:
             "role": config.role,
             "runtime": config.runtime_label,
             "precision": config.precision,
+            "kernels": config.kernels,
             "seq_len": self.seq_len,
             "median_ms": self.latency.median_ms,
             "p90_ms": self.latency.p90_ms,
             "runs": self.latency.runs,
             "speedup": self.speedup,
             "vs_dense_same_runtime": self.vs_dense_same_runtime,
+            "vs_openvino_kernels": self.vs_openvino_kernels,
+        }
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How close one configuration's start/end logits on the bundled examples are to the same model's OpenVINO fp32."""
+
+    configuration: Configuration
+    max_abs_diff: float
+    cosine: float
+
+    def as_dict(self) -> dict:
+        """Plain values for JSON."""
+        return {
+            "configuration": self.configuration.name,
+            "kernels": self.configuration.kernels,
+            "max_abs_diff": self.max_abs_diff,
+            "cosine": self.cosine,
         }
 
 
@@ -154,6 +200,8 @@ class BenchResult:
     rows: list[BenchRow]
     absent: list[Absent] = field(default_factory=list)
     other_cpu_share: float | None = None  # see OtherCpuUse
+    kernel_isa: str | None = None  # the ISA path of sparseqa's kernels in the measured rows, if any
+    fidelity: list[Fidelity] = field(default_factory=list)
 
     def table(self) -> pd.DataFrame:
         """One row per configuration and sequence length, grouped by length, the dense PyTorch baseline first."""
@@ -167,6 +215,7 @@ class BenchResult:
                 round(row.latency.p90_ms, 1),
                 round(row.speedup, 2),
                 None if row.vs_dense_same_runtime is None else round(row.vs_dense_same_runtime, 2),
+                None if row.vs_openvino_kernels is None else round(row.vs_openvino_kernels, 2),
             ]
             for row in sorted(self.rows, key=lambda row: row.seq_len)
         ]
@@ -185,6 +234,7 @@ class BenchResult:
                 "amx": self.machine.amx,
             },
             "libraries": self.versions,
+            "kernel_isa": self.kernel_isa,
             "date": self.date,
             "other_cpu_share": self.other_cpu_share,
         }
@@ -203,6 +253,7 @@ class BenchResult:
             },
             "rows": [row.as_dict() for row in self.rows],
             "absent": [{"configuration": item.configuration, "reason": item.reason} for item in self.absent],
+            "logits_vs_fp32": [item.as_dict() for item in self.fidelity],
         }
 
     def headline(self) -> str | None:
@@ -241,6 +292,14 @@ class BenchResult:
         headline = self.headline()
         if headline:
             lines.append(headline)
+        if self.fidelity:
+            lines.append(
+                f"start/end logits on the {len(example_pairs())} bundled examples against sparse · openvino fp32:"
+            )
+            lines += [
+                f"  {item.configuration.name}: max abs difference {item.max_abs_diff:.4f}, cosine {item.cosine:.6f}"
+                for item in self.fidelity
+            ]
         return lines
 
     def figure(self) -> Figure:
@@ -276,6 +335,12 @@ def plan(settings: BenchSettings, cpu: Machine | None = None) -> tuple[list[Conf
         configurations.append(decompressed)
     else:
         absent.append(Absent(decompressed.name, "sparse weight decompression needs AMX, which this CPU lacks"))
+    sparse_kernels = Configuration("sparse", sparse, "openvino", "int8", sparse_kernels=True)
+    kernels = choose_kernels(settings.kernels, "openvino", "int8")
+    if kernels.sparse:
+        configurations.append(sparse_kernels)
+    else:
+        absent.append(Absent(sparse_kernels.name, kernels.reason or "OpenVINO kernels chosen"))
     return configurations, absent
 
 
@@ -367,13 +432,20 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
     engines: dict[Configuration, QAEngine] = {}
     for done, config in enumerate(configurations):
         report(done / steps, f"loading {config.name}")
-        engines[config] = load_engine(
+        engine = load_engine(
             config.model,
             config.runtime,
             config.precision,
             threads=threads,
             sparse_decompression=config.sparse_decompression,
+            # Every other OpenVINO row measures OpenVINO's own kernels, which the sparse-kernel row is compared with.
+            kernels=settings.kernels if config.sparse_kernels else "openvino",
         )
+        if config.sparse_kernels and engine.kernels != "sparseqa":
+            absent.append(Absent(config.name, engine.kernel_fallback or "the sparseqa kernels did not load"))
+            continue
+        engines[config] = engine
+    configurations = list(engines)
     other_use = OtherCpuUse()
     measured: list[tuple[Configuration, int, LatencyStats]] = []
     for length_index, seq_len in enumerate(seq_lens):
@@ -397,7 +469,37 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
         rows=with_ratios(measured),
         absent=absent,
         other_cpu_share=other_use.share,
+        kernel_isa=next((engine.kernel_isa for engine in engines.values() if engine.kernel_isa), None),
+        fidelity=logits_fidelity(engines),
     )
+
+
+def logits_fidelity(engines: dict[Configuration, QAEngine]) -> list[Fidelity]:
+    """Each sparse int8 configuration's start/end logits on the bundled examples (every window, natural length)
+    against the sparse model's OpenVINO fp32 logits: the largest absolute difference and the cosine similarity."""
+    reference = next(
+        (engine for config, engine in engines.items() if (config.role, config.runtime_label, config.precision) == ("sparse", "openvino", "fp32")),
+        None,
+    )
+    if reference is None:
+        return []
+
+    def logits(engine: QAEngine) -> np.ndarray:
+        pieces = []
+        for question, passage in example_pairs():
+            encoding = decoding.encode(engine.tokenizer, question, passage)
+            start, end = engine.infer(decoding.model_inputs(encoding, engine.input_names))
+            pieces += [start.ravel(), end.ravel()]
+        return np.concatenate(pieces).astype(np.float64)
+
+    expected = logits(reference)
+    fidelity = []
+    for config, engine in engines.items():
+        if config.role == "sparse" and config.precision == "int8":
+            actual = logits(engine)
+            cosine = float(actual @ expected / (np.linalg.norm(actual) * np.linalg.norm(expected)))
+            fidelity.append(Fidelity(config, float(np.abs(actual - expected).max()), cosine))
+    return fidelity
 
 
 def _forward_pass(engine: QAEngine, seq_len: int) -> Callable[[], object]:
@@ -407,8 +509,14 @@ def _forward_pass(engine: QAEngine, seq_len: int) -> Callable[[], object]:
 
 
 def with_ratios(measured: list[tuple[Configuration, int, LatencyStats]]) -> list[BenchRow]:
-    """Rows with ``speedup`` (dense PyTorch fp32 median / this median) and, for sparse rows, ``vs dense same runtime``
-    (the dense model's median at the same runtime, precision and length / this median)."""
+    """Rows with ``speedup`` (dense PyTorch fp32 median / this median), for sparse rows ``vs dense same runtime``
+    (the dense model's median at the same runtime, precision and length / this median), and for sparse-kernel rows
+    ``vs OpenVINO kernels`` (the same model's median at the same precision and length on OpenVINO's kernels / this)."""
+    own_kernels = {
+        (config.model, config.precision, seq_len): stats.median_ms
+        for config, seq_len, stats in measured
+        if config.runtime == "openvino" and not (config.sparse_kernels or config.sparse_decompression)
+    }
     dense_medians = {
         (config.same_runtime_key, seq_len): stats.median_ms
         for config, seq_len, stats in measured
@@ -426,6 +534,11 @@ def with_ratios(measured: list[tuple[Configuration, int, LatencyStats]]) -> list
                 latency=stats,
                 speedup=baseline / stats.median_ms,
                 vs_dense_same_runtime=None if same_runtime is None else same_runtime / stats.median_ms,
+                vs_openvino_kernels=(
+                    own_kernels[(config.model, config.precision, seq_len)] / stats.median_ms
+                    if config.sparse_kernels
+                    else None
+                ),
             )
         )
     return rows
@@ -441,6 +554,7 @@ COLOURS = {
     ("openvino", "bf16"): "#9467bd",
     ("openvino", "int8"): "#2ca02c",
     (SPARSE_WEIGHTS_RUNTIME, "int8"): "#d62728",
+    (SPARSE_KERNELS_RUNTIME, "int8"): "#ff7f0e",
 }
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .decoding import DECODINGS, RUN_QA, RUN_QA_NO_SPAN, InputError
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, ModelLoadError, card_for
-from .runtimes import PRECISIONS, RUNTIMES, default_precision
+from .runtimes import KERNELS, PRECISIONS, RUNTIMES, default_precision
 from .timing import RequestTimeout
 
 SYNTHETIC_NOTE = "synthetic models have random weights: the answers are meaningless, the latencies are real"
@@ -41,6 +41,17 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, dense: bool = True) 
         action="store_true",
         help="use locally built random-weight BERT-base models (no download; real latency, meaningless answers)",
     )
+
+
+KERNELS_HELP = (
+    "who computes the sparse model's int8 Linears: auto (sparseqa's 1x4 sparse kernels wherever they build), "
+    "sparseqa (those or an error), openvino (OpenVINO's own); default SPARSEQA_KERNELS, else auto"
+)
+
+
+def add_kernels_argument(parser: argparse.ArgumentParser) -> None:
+    """--kernels, shared by every command that loads the sparse model on OpenVINO."""
+    parser.add_argument("--kernels", choices=KERNELS, help=KERNELS_HELP)
 
 
 def chosen_models(args: argparse.Namespace) -> tuple[str, str]:
@@ -86,9 +97,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         precision=args.precision,
         threads=args.threads,
         limits=Limits.from_env(),
+        kernels=args.kernels,
     )
     settings.limits.check(passage, args.question, args.runs)
     service = QAService.load(settings, compare=args.compare, report=lambda line: print(line, file=sys.stderr))
+    if service.sparse.kernel_fallback:
+        print(f"note: {service.sparse.kernel_fallback}", file=sys.stderr)
     comparison = service.ask(passage, args.question, runs=args.runs, warmup=args.warmup, top_k=args.top_k)
     if args.json:
         print(json.dumps(comparison.as_dict(), ensure_ascii=False, indent=2))
@@ -96,7 +110,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     for answer, latency in ((comparison.sparse, comparison.sparse_latency), (comparison.dense, comparison.dense_latency)):
         if answer is None:
             continue
-        print(f"{card_for(answer.model).label} · {answer.runtime} {answer.precision}")
+        kernels = f" · sparseqa kernels ({answer.kernel_isa})" if answer.kernels == "sparseqa" else ""
+        print(f"{card_for(answer.model).label} · {answer.runtime} {answer.precision}{kernels}")
         print(f"  answer: {answer.text!r}  (characters {answer.start}-{answer.end}, p={answer.score:.3f})")
         for rank, span in enumerate(answer.alternatives, start=2):
             print(f"    #{rank}: {span.text!r}  (p={span.score:.3f})")
@@ -131,7 +146,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the OpenVINO IR (with tokenizer and config) of a model to a directory."""
     from .models import resolve
-    from .runtimes import COMPLETE_MARKER, _load_tokenizer, cached_ir
+    from .runtimes import COMPLETE_MARKER, _load_tokenizer, cached_ir, choose_kernels, sparse_linears
 
     if args.precision == "bf16":
         raise UsageError(
@@ -143,7 +158,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty directory: choose a new directory")
     local = resolve(model)
-    ir = cached_ir(local, _load_tokenizer(local), quantized=args.precision == "int8", calibration_samples=args.calibration_samples)
+    tokenizer = _load_tokenizer(local)
+    ir = cached_ir(local, tokenizer, quantized=args.precision == "int8", calibration_samples=args.calibration_samples)
+    # A portable IR unless asked: sparseqa's op loads only where its extension is added to OpenVINO.
+    kernels = choose_kernels(args.kernels or "openvino", "openvino", args.precision)
+    if kernels.sparse:
+        sparse_ir = cached_ir(
+            local, tokenizer, quantized=True, calibration_samples=args.calibration_samples, kernels=kernels
+        )
+        if sparse_linears(sparse_ir):
+            ir = sparse_ir
+            print(
+                f"{sparse_linears(ir)} sparse Linears run on sparseqa's op: load it with "
+                f"core.add_extension({str(kernels.extension)!r})"
+            )
+    elif args.kernels and kernels.reason:
+        print(f"note: {kernels.reason}", file=sys.stderr)
     # File by file into a directory made with the user's umask: copytree would carry over the cache's private 0700.
     out.mkdir(parents=True, exist_ok=True)
     for file in ir.iterdir():
@@ -160,6 +190,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from .bench import BenchSettings, parse_seq_lens, run_benchmark
 
+    if args.kernels_only:
+        return cmd_kernel_bench(args)
     sparse, dense = chosen_models(args)
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path and not Path(path).resolve().parent.is_dir():
@@ -169,7 +201,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     settings = BenchSettings(
-        model=sparse, dense_model=dense, seq_lens=seq_lens, runs=args.runs, warmup=args.warmup, threads=args.threads
+        model=sparse,
+        dense_model=dense,
+        seq_lens=seq_lens,
+        runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+        kernels=args.kernels,
     )
     settings.check()
     # Loading weights and writing shards draw their own bars, which would break ours.
@@ -196,6 +234,44 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kernel_bench(args: argparse.Namespace) -> int:
+    """Time each encoder Linear shape alone: sparseqa's sparse kernel against OpenVINO's dense int8 FullyConnected."""
+    from tqdm import tqdm
+
+    from .bench import MAX_SEQ_LEN, MIN_SEQ_LEN, parse_seq_lens
+    from .kernel_bench import OpenVINONotInt8, run_kernel_benchmark
+    from .native import NativeUnavailable
+
+    if args.plot:
+        raise UsageError("--plot draws the model benchmark; with --kernels-only use --json")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise UsageError(f"--json {args.json}: its directory does not exist; create it or choose another path")
+    if args.runs < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        raise UsageError("--runs must be at least 1, --warmup at least 0 and --threads at least 1")
+    try:
+        seq_lens = parse_seq_lens(args.seq_lens)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not all(MIN_SEQ_LEN <= seq_len <= MAX_SEQ_LEN for seq_len in seq_lens):
+        raise UsageError(f"--seq-lens {args.seq_lens}: use lengths from {MIN_SEQ_LEN} to {MAX_SEQ_LEN} tokens")
+    with tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar:24}| {elapsed} {desc}") as bar:
+
+        def progress(fraction: float, description: str) -> None:
+            bar.set_description_str(description, refresh=False)
+            bar.update(round(fraction * 100) - bar.n)
+
+        try:
+            result = run_kernel_benchmark(seq_lens, args.runs, args.warmup, args.threads, progress)
+        except (NativeUnavailable, OpenVINONotInt8, ValueError) as error:
+            raise UsageError(f"cannot run the kernel benchmark: {error}") from None
+    print("\n".join(result.header_lines()))
+    print(result.table().to_string(index=False, na_rep="-"))
+    if args.json:
+        result.write_json(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Answer SQuAD v1.1 questions with one configuration (or the three of --compare); print EM, F1 and speed."""
     from .evaluate import (
@@ -219,7 +295,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         configurations = compare_configurations(sparse, dense)
     else:
         runtime = args.runtime or "openvino"
-        configurations = [(sparse, runtime, args.precision or default_precision(runtime))]
+        configurations = [(sparse, runtime, args.precision or default_precision(runtime), args.kernels)]
     runs = run_configurations(
         configurations,
         questions,
@@ -282,8 +358,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def check_eval_arguments(args: argparse.Namespace) -> None:
     """Refuse eval options that do not fit together, before any data or model is loaded."""
-    if args.compare and (args.runtime or args.precision):
-        raise UsageError("--compare runs dense PyTorch fp32, sparse OpenVINO fp32 and int8: drop --runtime/--precision")
+    if args.compare and (args.runtime or args.precision or args.kernels):
+        raise UsageError(
+            "--compare runs dense PyTorch fp32, sparse OpenVINO fp32 and int8 on both kernels: "
+            "drop --runtime/--precision/--kernels"
+        )
     if args.compare and args.predictions_out:
         raise UsageError("--predictions-out writes one configuration's answers: drop it or --compare")
     if not args.compare and args.dense_model:
@@ -340,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per model (default 1)")
     ask.add_argument("--threads", type=int, help="inference threads for every runtime (default: physical cores)")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
+    add_kernels_argument(ask)
     ask.set_defaults(run=cmd_ask)
 
     inspect = commands.add_parser("inspect", help="report the share of zero weights and zero 1x4 blocks")
@@ -352,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 or int8 (NNCF)")
     export.add_argument("--calibration-samples", type=int, default=300, help="int8 calibration pairs (default 300)")
     export.add_argument("--out", required=True, help="directory to write")
+    export.add_argument(
+        "--kernels",
+        choices=KERNELS,
+        help="sparseqa (or auto): int8 IR whose sparse Linears are sparseqa's op, which needs its extension to load; "
+        "default openvino: a plain IR any OpenVINO loads",
+    )
     export.set_defaults(run=cmd_export)
 
     bench = commands.add_parser(
@@ -366,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, help="inference threads for every runtime (default: physical cores)")
     bench.add_argument("--json", metavar="OUT.json", help="write machine, rows and absent configurations as JSON")
     bench.add_argument("--plot", metavar="OUT.png", help="write a PNG of latency and speedup against sequence length")
+    add_kernels_argument(bench)
+    bench.add_argument(
+        "--kernels-only",
+        action="store_true",
+        help="time each encoder Linear shape alone: sparseqa's 1x4 sparse kernel against OpenVINO's dense int8",
+    )
     bench.set_defaults(run=cmd_bench)
 
     evaluate = commands.add_parser("eval", help="measure EM and F1 on SQuAD v1.1 (a local file or the hub)")
@@ -391,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--predictions-out", metavar="PRED.json", help="write {question id: answer} as the official script reads"
     )
+    add_kernels_argument(evaluate)
     evaluate.set_defaults(run=cmd_eval)
 
     score = commands.add_parser("score", help="official SQuAD v1.1 EM and F1 of any predictions file")

@@ -23,12 +23,12 @@ from matplotlib.figure import Figure
 
 from .bench import DEFAULT_SEQ_LENS, BenchResult, BenchSettings, ProgressCallback, run_benchmark
 from .bench import TABLE_COLUMNS as BENCH_COLUMNS  # the service's TABLE_COLUMNS are the Ask tab's
-from .cli import SYNTHETIC_NOTE, UsageError, add_model_arguments, chosen_models, quiet_libraries
+from .cli import KERNELS_HELP, SYNTHETIC_NOTE, UsageError, add_model_arguments, chosen_models, quiet_libraries
 from .decoding import DECODINGS, InputError
 from .evaluate import latest_result
 from .hardware import Machine, library_versions, machine
 from .models import ASSETS, DENSE_ID, SPARSE_ID, ModelLoadError, card_for, is_synthetic
-from .runtimes import PRECISIONS
+from .runtimes import KERNELS, PRECISIONS
 from .service import TABLE_COLUMNS, Comparison, Limits, QAService, Settings
 from .sparsity import SparsityReport, inspect_model
 from .timing import RequestTimeout
@@ -601,12 +601,13 @@ def app_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(
         prog="python app.py",
         description="Web demo: Intel's 80% 1x4 block-sparse BERT (OpenVINO) beside a dense baseline.",
-        epilog="Environment: SPARSEQA_MODEL, SPARSEQA_DENSE_MODEL, SPARSEQA_PRECISION, SPARSEQA_SYNTHETIC=1, "
+        epilog="Environment: SPARSEQA_MODEL, SPARSEQA_DENSE_MODEL, SPARSEQA_PRECISION, SPARSEQA_KERNELS, SPARSEQA_SYNTHETIC=1, "
         "SPARSEQA_HOST (or GRADIO_SERVER_NAME), SPARSEQA_PORT (or GRADIO_SERVER_PORT), SPARSEQA_SHARE=1, "
         "SPARSEQA_AUTH=user:password; limits: SPARSEQA_MAX_PASSAGE_CHARS, SPARSEQA_MAX_RUNS and the like.",
     )
     add_model_arguments(parser)
     parser.add_argument("--precision", choices=PRECISIONS, help="precision of the sparse model on OpenVINO (default int8)")
+    parser.add_argument("--kernels", help=KERNELS_HELP)
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, help="port (default 7860, or the next free one)")
     parser.add_argument("--share", action="store_true", help="also make a temporary public link through Gradio")
@@ -615,6 +616,7 @@ def app_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPars
         model=environ.get("SPARSEQA_MODEL") or None,
         dense_model=environ.get("SPARSEQA_DENSE_MODEL") or None,
         precision=environ.get("SPARSEQA_PRECISION") or None,
+        kernels=environ.get("SPARSEQA_KERNELS") or "auto",
         synthetic=_flag(environ.get("SPARSEQA_SYNTHETIC")),
         host=environ.get("SPARSEQA_HOST") or environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
         port=environ.get("SPARSEQA_PORT") or environ.get("GRADIO_SERVER_PORT") or None,
@@ -630,6 +632,8 @@ def parse_options(argv: list[str] | None = None, environ: Mapping[str, str] = os
     args = parser.parse_args(argv)
     if args.precision is not None and args.precision not in PRECISIONS:
         parser.error(f"precision {args.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if args.kernels not in KERNELS:
+        parser.error(f"kernels {args.kernels!r} is not one of {', '.join(KERNELS)}")
     try:
         sparse, dense = chosen_models(args)
         limits = Limits.from_env(environ)
@@ -641,7 +645,7 @@ def parse_options(argv: list[str] | None = None, environ: Mapping[str, str] = os
         if not (separator and user and password):
             parser.error("--auth takes USER:PASSWORD, both non-empty")
         auth = (user, password)
-    settings = Settings(model=sparse, dense_model=dense, precision=args.precision, limits=limits)
+    settings = Settings(model=sparse, dense_model=dense, precision=args.precision, limits=limits, kernels=args.kernels)
     return AppOptions(settings, args.host, args.port, args.share, auth)
 
 

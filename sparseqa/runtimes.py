@@ -4,6 +4,8 @@
 Optimum Intel (exported once to IR, optionally quantized to int8 with NNCF, cached on disk). Engines are safe to
 call from several threads: PyTorch inference holds no per-call state, and each thread gets its own OpenVINO infer
 request.
+With ``kernels`` the int8 sparse model's sparse encoder Linears run on sparseqa's own 1x4 block-sparse kernels inside
+OpenVINO (a custom op, see sparse_ir and sparseqa/kernels) instead of OpenVINO's dense ones.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 RUNTIMES = ("openvino", "pytorch")
 PRECISIONS = ("fp32", "bf16", "int8")
+KERNELS = ("auto", "sparseqa", "openvino")
 DEFAULT_CALIBRATION_SAMPLES = 300
 
 
@@ -69,6 +73,8 @@ class Answer:
     tokens: int
     windows: int
     synthetic: bool
+    kernels: str = "openvino"
+    kernel_isa: str | None = None
 
     def as_dict(self) -> dict:
         """Plain values for JSON: the CLI's output and the API's."""
@@ -90,6 +96,8 @@ class Answer:
             "tokens": self.tokens,
             "windows": self.windows,
             "synthetic": self.synthetic,
+            "kernels": self.kernels,
+            "kernel_isa": self.kernel_isa,
         }
 
 
@@ -104,6 +112,9 @@ class QAEngine:
     input_names: list[str]
     threads: int
     notes: list[str] = field(default_factory=list)
+    kernels: str = "openvino"
+    kernel_isa: str | None = None
+    kernel_fallback: str | None = None  # why OpenVINO's kernels run where sparseqa's could have (also in notes)
 
     @property
     def synthetic(self) -> bool:
@@ -111,8 +122,9 @@ class QAEngine:
 
     @property
     def label(self) -> str:
-        """A short name for tables: which model, on what, at what precision."""
-        return f"{card_for(self.model_id).label} · {self.runtime} {self.precision}"
+        """A short name for tables: which model, on what, at what precision, with whose kernels if not the runtime's."""
+        label = f"{card_for(self.model_id).label} · {self.runtime} {self.precision}"
+        return label + (f" · sparseqa kernels ({self.kernel_isa})" if self.kernels == "sparseqa" else "")
 
     def infer(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Start and end logits, shape (windows, tokens), for tokenized inputs."""
@@ -175,6 +187,8 @@ class QAEngine:
             tokens=int(encoding["attention_mask"].sum()),
             windows=int(encoding["input_ids"].shape[0]),
             synthetic=self.synthetic,
+            kernels=self.kernels,
+            kernel_isa=self.kernel_isa,
         )
 
 
@@ -184,7 +198,9 @@ class PyTorchEngine(QAEngine):
     def __init__(self, model_id: str, model, tokenizer, precision: str, threads: int):
         import torch
 
-        super().__init__(model_id, "pytorch", precision, tokenizer, _forward_input_names(model), threads)
+        super().__init__(
+            model_id, "pytorch", precision, tokenizer, _forward_input_names(model), threads, kernels="pytorch"
+        )
         self._torch = torch
         self._model = model
 
@@ -204,8 +220,28 @@ class PyTorchEngine(QAEngine):
 class OpenVINOEngine(QAEngine):
     """Optimum Intel's OVModelForQuestionAnswering, with one infer request per calling thread."""
 
-    def __init__(self, model_id: str, ov_model, tokenizer, precision: str, threads: int, notes: list[str]):
-        super().__init__(model_id, "openvino", precision, tokenizer, list(ov_model.input_names), threads, notes)
+    def __init__(
+        self,
+        model_id: str,
+        ov_model,
+        tokenizer,
+        precision: str,
+        threads: int,
+        notes: list[str],
+        kernels: KernelChoice,
+    ):
+        super().__init__(
+            model_id,
+            "openvino",
+            precision,
+            tokenizer,
+            list(ov_model.input_names),
+            threads,
+            notes,
+            "sparseqa" if kernels.sparse else "openvino",
+            kernels.isa if kernels.sparse else None,
+            kernels.reason,
+        )
         self._ov_model = ov_model
         self._compiled = ov_model.request
         self._local = threading.local()
@@ -228,6 +264,63 @@ def _forward_input_names(model) -> list[str]:
     return [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted]
 
 
+@dataclass(frozen=True)
+class KernelChoice:
+    """Whose kernels run the sparse Linears: sparseqa's (its extension library and ISA) or OpenVINO's (and why)."""
+
+    extension: Path | None = None
+    isa: str | None = None
+    reason: str | None = None
+    required: bool = False  # kernels="sparseqa": no falling back
+
+    @property
+    def sparse(self) -> bool:
+        return self.extension is not None
+
+
+def choose_kernels(kernels: str | None, runtime: str, precision: str) -> KernelChoice:
+    """Resolve ``kernels`` (default ``SPARSEQA_KERNELS``, else auto) for an engine, building the kernels if needed.
+
+    The sparse kernels compute int8 Linears on OpenVINO; ``auto`` takes them wherever they built, ``sparseqa`` insists
+    (ValueError with the reason when they cannot run), ``openvino`` leaves every Linear to OpenVINO.
+    """
+    kernels = kernels or os.environ.get("SPARSEQA_KERNELS") or "auto"
+    if kernels not in KERNELS:
+        raise ValueError(f"unknown kernels {kernels!r}: choose one of {', '.join(KERNELS)}")
+    if runtime != "openvino" or precision != "int8":
+        if kernels == "sparseqa":
+            raise ValueError(
+                "the sparseqa kernels compute int8 on OpenVINO: use --runtime openvino --precision int8, or --kernels auto"
+            )
+        return KernelChoice()
+    if kernels == "openvino":
+        return KernelChoice(reason="OpenVINO kernels for every Linear (kernels=openvino)")
+    from . import native
+
+    try:
+        return KernelChoice(
+            extension=native.extension_library(), isa=native.chosen_isa(), required=kernels == "sparseqa"
+        )
+    except native.NativeUnavailable as error:
+        if kernels == "sparseqa":
+            raise ValueError(f"the sparseqa kernels are unavailable: {error}; use --kernels openvino or auto") from None
+        return KernelChoice(reason=f"OpenVINO kernels: the sparseqa kernels are unavailable ({error})")
+
+
+_registered_extensions: set[Path] = set()
+_registration_lock = threading.Lock()
+
+
+def register_extension(extension: Path) -> None:
+    """Add the sparseqa OpenVINO extension to the Core Optimum Intel compiles with (once per process)."""
+    from optimum.intel.openvino.modeling_base import core
+
+    with _registration_lock:
+        if extension not in _registered_extensions:
+            core.add_extension(str(extension))
+            _registered_extensions.add(extension)
+
+
 def default_threads() -> int:
     """All physical cores: the same thread count for every runtime makes their timings comparable."""
     return machine().physical_cores
@@ -241,12 +334,16 @@ def load_engine(
     threads: int | None = None,
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     sparse_decompression: bool | None = None,
+    kernels: str | None = None,
 ) -> QAEngine:
     """Load ``model`` (hub id, local directory or synthetic name) on ``runtime`` at ``precision``.
 
     OpenVINO IR (and its int8 version) is built once and cached under ``cache_root()/ir``, keyed by model revision,
     precision and library versions. ``sparse_decompression`` (default: on for int8 where the CPU has AMX) turns on
-    OpenVINO's sparse weight decompression. Raises ModelLoadError or ValueError with a one-line message.
+    OpenVINO's sparse weight decompression. ``kernels`` (auto, sparseqa or openvino; default ``SPARSEQA_KERNELS``,
+    else auto) chooses who computes the sparse Linears of an int8 model: see choose_kernels; the engine's notes say
+    why OpenVINO's kernels run when sparseqa's were wanted but cannot. Raises ModelLoadError or ValueError with a
+    one-line message.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
@@ -254,6 +351,7 @@ def load_engine(
     if precision not in allowed:
         raise ValueError(f"precision {precision!r} is not available on {runtime}: choose one of {', '.join(allowed)}")
     threads = threads or default_threads()
+    chosen = choose_kernels(kernels, runtime, precision)
     local = resolve(model)
     tokenizer = _load_tokenizer(local)
     if runtime == "pytorch":
@@ -269,6 +367,17 @@ def load_engine(
     if precision == "bf16" and not machine().avx512_bf16 and not machine().amx:
         raise ValueError("bf16 needs a CPU with AVX512-BF16 or AMX; this one has neither: use fp32 or int8")
     ir_dir = cached_ir(local, tokenizer, quantized=precision == "int8", calibration_samples=calibration_samples)
+    if chosen.sparse:
+        sparse_ir_dir = cached_ir(
+            local, tokenizer, quantized=True, calibration_samples=calibration_samples, kernels=chosen
+        )
+        if sparse_linears(sparse_ir_dir):
+            ir_dir = sparse_ir_dir
+            register_extension(chosen.extension)
+        elif chosen.required:
+            raise ValueError(f"{model} has no Linear with half its 1x4 weight blocks zero: use --kernels openvino")
+        else:
+            chosen = KernelChoice(reason="OpenVINO kernels: no Linear has half its 1x4 weight blocks zero")
     if sparse_decompression is None:
         sparse_decompression = precision == "int8" and machine().sparse_weight_decompression
     ov_config = {
@@ -277,12 +386,20 @@ def load_engine(
         "INFERENCE_NUM_THREADS": str(threads),
     }
     notes = [note for note in [calibration_note(ir_dir)] if note]
+    if chosen.sparse:
+        notes.append(f"sparseqa {chosen.isa} kernels for the {sparse_linears(ir_dir)} sparse Linears")
+    elif chosen.reason:
+        notes.append(chosen.reason)
     if precision in ("fp32", "bf16"):
         ov_config["INFERENCE_PRECISION_HINT"] = "f32" if precision == "fp32" else "bf16"
+    elif chosen.sparse:
+        # The op reads and writes fp32: in OpenVINO's default bf16 for the rest of an int8 graph (on CPUs with
+        # bf16), every sparse Linear would sit between two bf16<->fp32 reorders and its output lose precision.
+        ov_config["INFERENCE_PRECISION_HINT"] = "f32"
     if sparse_decompression:
         ov_config["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] = "0.5"
         notes.append("sparse weight decompression on (AMX)")
-    elif precision == "int8" and not machine().amx:
+    elif precision == "int8" and not machine().amx and not chosen.sparse:
         notes.append("sparse weight decompression off: it needs AMX, which this CPU lacks")
     from optimum.intel import OVModelForQuestionAnswering
 
@@ -290,7 +407,7 @@ def load_engine(
         ov_model = OVModelForQuestionAnswering.from_pretrained(ir_dir, ov_config=ov_config, compile=True)
     except Exception as error:
         raise ModelLoadError(model, f"OpenVINO could not compile the cached IR at {ir_dir} ({_first_line(error)})") from error
-    return OpenVINOEngine(model, ov_model, tokenizer, precision, threads, notes)
+    return OpenVINOEngine(model, ov_model, tokenizer, precision, threads, notes, chosen)
 
 
 def _load_tokenizer(local: LocalModel):
@@ -314,9 +431,12 @@ def _first_line(error: Exception) -> str:
 
 COMPLETE_MARKER = "sparseqa-complete.json"
 CALIBRATION_FILE = "sparseqa-calibration.json"
+SPARSE_LINEARS_FILE = "sparseqa-sparse-linears.json"
 
 
-def cache_key(local: LocalModel, quantized: bool, calibration_samples: int) -> str:
+def cache_key(
+    local: LocalModel, quantized: bool, calibration_samples: int, kernels: KernelChoice | None = None
+) -> str:
     """Directory name of a cached IR: model, revision, precision and the versions of everything that built it."""
     versions = library_versions()
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "--", local.model_id).strip("-")[-80:]
@@ -324,12 +444,21 @@ def cache_key(local: LocalModel, quantized: bool, calibration_samples: int) -> s
     parts += [f"ov{versions['openvino']}", f"oi{versions['optimum-intel']}", f"tf{versions['transformers']}"]
     if quantized:
         parts += [f"nncf{versions['nncf']}", f"cal{calibration_samples}{calibration_mode()}"]
+    if kernels is not None and kernels.sparse:
+        from . import native
+
+        parts += [f"sq{native.build_key()}", kernels.isa]
     return "-".join(parts)
 
 
-def cached_ir(local: LocalModel, tokenizer, *, quantized: bool, calibration_samples: int) -> Path:
-    """The OpenVINO IR for ``local``, built and stored atomically on first use, rebuilt if the entry is damaged."""
-    target = cache_root() / "ir" / cache_key(local, quantized, calibration_samples)
+def cached_ir(
+    local: LocalModel, tokenizer, *, quantized: bool, calibration_samples: int, kernels: KernelChoice | None = None
+) -> Path:
+    """The OpenVINO IR for ``local``, built and stored atomically on first use, rebuilt if the entry is damaged.
+
+    With sparse ``kernels`` (int8 only): the int8 IR with its sparse Linears replaced by sparseqa's op.
+    """
+    target = cache_root() / "ir" / cache_key(local, quantized, calibration_samples, kernels)
     if _is_complete(target):
         return target
     if target.exists():
@@ -340,7 +469,10 @@ def cached_ir(local: LocalModel, tokenizer, *, quantized: bool, calibration_samp
     try:
         # Export and NNCF draw progress on stdout, which belongs to the caller's results (a table, JSON).
         with contextlib.redirect_stdout(sys.stderr):
-            if quantized:
+            if kernels is not None and kernels.sparse:
+                source = cached_ir(local, tokenizer, quantized=True, calibration_samples=calibration_samples)
+                sparse_kernel_ir(source, staging, kernels.extension)
+            elif quantized:
                 source = cached_ir(local, tokenizer, quantized=False, calibration_samples=calibration_samples)
                 quantize_int8(source, tokenizer, staging, calibration_samples)
             else:
@@ -390,6 +522,26 @@ def quantize_int8(fp32_dir: Path, tokenizer, out_dir: Path, calibration_samples:
     for name in ("config.json",):
         shutil.copy(fp32_dir / name, out_dir / name)
     (out_dir / CALIBRATION_FILE).write_text(json.dumps({"source": source, "pairs": len(pairs), "windows": len(samples)}))
+
+
+def sparse_kernel_ir(int8_dir: Path, out_dir: Path, extension: Path) -> None:
+    """The int8 IR with each sparse Linear replaced by sparseqa's op; records how many it replaced."""
+    from .sparse_ir import sparsify_ir
+
+    log.info("handing the sparse Linears of %s to the sparseqa kernels", int8_dir.name)
+    replaced = sparsify_ir(int8_dir / "openvino_model.xml", out_dir / "openvino_model.xml", extension)
+    for name in ("config.json", CALIBRATION_FILE):
+        if (int8_dir / name).is_file():
+            shutil.copy(int8_dir / name, out_dir / name)
+    (out_dir / SPARSE_LINEARS_FILE).write_text(json.dumps({"replaced": replaced}))
+
+
+def sparse_linears(ir_dir: Path) -> int:
+    """How many Linears of a cached IR run on the sparseqa kernels (0 for an IR the graph pass did not touch)."""
+    try:
+        return len(json.loads((ir_dir / SPARSE_LINEARS_FILE).read_text())["replaced"])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def calibration_note(ir_dir: Path) -> str | None:

@@ -91,6 +91,7 @@ class Settings:
     dense_precision: str = "fp32"
     threads: int | None = None
     limits: Limits = field(default_factory=Limits)
+    kernels: str | None = None  # the sparse model's: auto, sparseqa or openvino (None: SPARSEQA_KERNELS, else auto)
 
     def __post_init__(self) -> None:
         if self.precision is None:
@@ -183,14 +184,16 @@ class QAService:
         """
         engines: list[QAEngine | None] = []
         error = None
-        wanted = [(settings.model, settings.runtime, settings.precision)]
+        wanted = [(settings.model, settings.runtime, settings.precision, settings.kernels)]
         if compare and settings.dense_model:
-            wanted.append((settings.dense_model, settings.dense_runtime, settings.dense_precision))
-        for model, runtime, precision in wanted:
+            # Insisting on sparseqa's kernels is about the sparse model; the dense baseline takes whatever runs.
+            dense_kernels = "openvino" if settings.kernels == "openvino" else "auto"
+            wanted.append((settings.dense_model, settings.dense_runtime, settings.dense_precision, dense_kernels))
+        for model, runtime, precision, kernels in wanted:
             report(f"loading {model} on {runtime} {precision} ...")
             began = time.monotonic()
             try:
-                engines.append(load_engine(model, runtime, precision, threads=settings.threads))
+                engines.append(load_engine(model, runtime, precision, threads=settings.threads, kernels=kernels))
             except (ModelLoadError, ValueError) as problem:
                 if strict:
                     raise

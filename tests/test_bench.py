@@ -34,6 +34,7 @@ def expected_configurations(cpu: Machine) -> set[tuple[str, str, str]]:
         wanted |= {("dense", "openvino", "bf16"), ("sparse", "openvino", "bf16")}
     if cpu.amx:
         wanted.add(("sparse", "openvino + sparse weights", "int8"))
+    wanted.add(("sparse", "openvino + sparseqa kernels", "int8"))  # every x86-64 CPU runs at least the scalar path
     return wanted
 
 
@@ -106,10 +107,42 @@ def test_vs_dense_same_runtime_divides_medians_at_the_same_runtime_and_precision
     sparse_rows = [row for row in rows if row["role"] == "sparse"]
     assert sparse_rows
     for row in sparse_rows:
-        runtime = "openvino" if row["runtime"] == "openvino + sparse weights" else row["runtime"]
+        runtime = "openvino" if row["runtime"].startswith("openvino + ") else row["runtime"]
         expected = dense[(runtime, row["precision"], row["seq_len"])] / row["median_ms"]
         assert row["vs_dense_same_runtime"] == pytest.approx(expected)
     assert all(row["vs_dense_same_runtime"] is None for row in rows if row["role"] == "dense")
+
+
+def test_sparse_kernel_rows_compare_with_the_same_model_on_openvino_kernels(bench_run):
+    from sparseqa import native
+
+    rows = bench_run["json"]["rows"]
+    assert {row["kernels"] for row in rows if row["runtime"] == "pytorch"} == {"pytorch"}
+    own = {
+        row["seq_len"]: row["median_ms"]
+        for row in rows
+        if (row["role"], row["runtime"], row["precision"]) == ("sparse", "openvino", "int8")
+    }
+    assert all(row["kernels"] == "openvino" for row in rows if row["runtime"] == "openvino")
+    ours = [row for row in rows if row["runtime"] == "openvino + sparseqa kernels"]
+    assert sorted(row["seq_len"] for row in ours) == list(SEQ_LENS)
+    for row in ours:
+        assert (row["role"], row["precision"], row["kernels"]) == ("sparse", "int8", "sparseqa")
+        assert row["vs_openvino_kernels"] == pytest.approx(own[row["seq_len"]] / row["median_ms"])
+    assert all(row["vs_openvino_kernels"] is None for row in rows if row["kernels"] != "sparseqa")
+    assert bench_run["json"]["machine"]["kernel_isa"] == native.chosen_isa()
+    assert "vs OpenVINO kernels" in bench_run["stdout"]
+
+
+def test_logits_of_both_int8_paths_are_compared_with_fp32(bench_run):
+    fidelity = {item["configuration"]: item for item in bench_run["json"]["logits_vs_fp32"]}
+    assert set(fidelity) == {"sparse · openvino int8", "sparse · openvino + sparseqa kernels int8"}
+    assert fidelity["sparse · openvino + sparseqa kernels int8"]["kernels"] == "sparseqa"
+    for item in fidelity.values():
+        # int8 weights and activations on a random 32-wide model: close to fp32, yet not identical to it.
+        assert 0 < item["max_abs_diff"] < 0.1
+        assert 0.999 < item["cosine"] <= 1.0 + 1e-9
+        assert f"{item['configuration']}: max abs difference {item['max_abs_diff']:.4f}" in bench_run["stdout"]
 
 
 def test_json_header_describes_the_machine_and_threads(bench_run):
@@ -164,7 +197,8 @@ def test_api_reports_progress_and_returns_table_and_figure(tiny_sparse_model, ti
     assert "timing at 32 tokens: round 1 of 1" in descriptions
     table = result.table()
     assert list(table.columns) == [
-        "model", "runtime", "precision", "seq_len", "median_ms", "p90_ms", "speedup", "vs dense same runtime"
+        "model", "runtime", "precision", "seq_len", "median_ms", "p90_ms", "speedup", "vs dense same runtime",
+        "vs OpenVINO kernels",
     ]  # fmt: skip
     assert len(table) == len(configurations)
     latency_axes = result.figure().axes[0]

@@ -92,6 +92,8 @@ def test_ask_json_has_the_answer_its_offsets_and_latency(cli):
     assert 0 < result["score"] <= 1 and result["latency_ms"] > 0
     assert (result["runtime"], result["precision"], result["runs"]) == ("openvino", "int8", 2)
     assert "dense" not in result and "speedup" not in result
+    # auto: the tiny sparse model's Linears run on sparseqa's kernels, whose ISA path is named.
+    assert result["kernels"] == "sparseqa" and result["kernel_isa"]
 
 
 def test_ask_compare_json_adds_the_dense_answer_and_the_speedup(cli):
@@ -99,6 +101,7 @@ def test_ask_compare_json_adds_the_dense_answer_and_the_speedup(cli):
 
     assert ANSWER_KEYS <= set(result["dense"])
     assert (result["dense"]["runtime"], result["dense"]["precision"]) == ("pytorch", "fp32")
+    assert (result["dense"]["kernels"], result["dense"]["kernel_isa"]) == ("pytorch", None)
     assert PASSAGE[result["dense"]["start"] : result["dense"]["end"]] == result["dense"]["answer"]
     assert result["speedup"] == pytest.approx(result["dense"]["latency_ms"] / result["latency_ms"])
     assert isinstance(result["agree"], bool)

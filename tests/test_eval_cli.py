@@ -207,7 +207,7 @@ def test_eval_with_demo_decoding_on_pytorch_runs_fp32_and_writes_the_demos_answe
     assert json.loads((tmp_path / "pred.json").read_text(encoding="utf-8")) == expected
 
 
-def test_compare_prints_the_three_configurations(tiny_sparse_model, tiny_dense_model, tmp_path):
+def test_compare_prints_the_four_configurations(tiny_sparse_model, tiny_dense_model, tmp_path):
     out = tmp_path / "compare.json"
     result = run_cli(
         "eval", "--compare",
@@ -221,17 +221,19 @@ def test_compare_prints_the_three_configurations(tiny_sparse_model, tiny_dense_m
     header = next(line for line in lines if line.strip().startswith("configuration"))
     for column in ("EM", "F1", "agreement with sparse fp32 (%)", "median ms per question"):
         assert column in header
-    rows = lines[lines.index(header) + 1 : lines.index(header) + 4]
+    rows = lines[lines.index(header) + 1 : lines.index(header) + 5]
     labels = [row.split("·")[0].strip() for row in rows]
-    assert labels == [tiny_dense_model.name, tiny_sparse_model.name, tiny_sparse_model.name]
+    assert labels == [tiny_dense_model.name] + [tiny_sparse_model.name] * 3
     assert ["pytorch fp32" in rows[0], "openvino fp32" in rows[1], "openvino int8" in rows[2]] == [True] * 3
+    assert "openvino int8 · sparseqa kernels" in rows[3] and "sparseqa" not in rows[2]
 
     written = json.loads(out.read_text(encoding="utf-8"))
-    configurations = [(c["model"], c["runtime"], c["precision"]) for c in written["configurations"]]
+    configurations = [(c["model"], c["runtime"], c["precision"], c["kernels"]) for c in written["configurations"]]
     assert configurations == [
-        (str(tiny_dense_model.resolve()), "pytorch", "fp32"),
-        (str(tiny_sparse_model.resolve()), "openvino", "fp32"),
-        (str(tiny_sparse_model.resolve()), "openvino", "int8"),
+        (str(tiny_dense_model.resolve()), "pytorch", "fp32", "pytorch"),
+        (str(tiny_sparse_model.resolve()), "openvino", "fp32", "openvino"),
+        (str(tiny_sparse_model.resolve()), "openvino", "int8", "openvino"),
+        (str(tiny_sparse_model.resolve()), "openvino", "int8", "sparseqa"),
     ]
     assert written["configurations"][1]["agreement"] == 100.0
     assert all(0.0 <= c["agreement"] <= 100.0 for c in written["configurations"])

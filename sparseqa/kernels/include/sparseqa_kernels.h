@@ -37,7 +37,8 @@ typedef struct sq_bcsr {
 
 typedef struct sq_plan sq_plan;
 
-/* Comma-separated ISA paths this CPU can run, best first, e.g. "avx512vnni,avxvnni,avx2,scalar". */
+/* Comma-separated ISA paths this CPU can run, best first, e.g. "avx512vnni,avxvnni,avx2,scalar". The environment
+ * variable SPARSEQA_KERNEL_MAX_ISA (read once) caps it, to test or measure a lesser CPU's paths on this one. */
 SQ_API const char* sq_cpu_isas(void);
 
 /* Pack ``weights`` for ``isa`` ("avx512vnni", "avxvnni", "avx2", "scalar", or NULL / "auto" for the best this CPU
@@ -48,9 +49,22 @@ SQ_API const char* sq_plan_isa(const sq_plan* plan);
 SQ_API int32_t sq_plan_n(const sq_plan* plan);
 SQ_API int32_t sq_plan_k(const sq_plan* plan);
 
-/* y[m, n] = x[m, k] * W^T + b with ``threads`` worker threads (0 = all cores). Returns 0, or -1 on bad arguments.
+/* y[m, n] = x[m, k] * W^T + b with ``threads`` worker threads (0 = all cores). Returns 0, or -1 on bad arguments
+ * or when out of memory.
  * Safe to call from several threads at once on one plan. */
 SQ_API int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int threads);
+
+/* The same computation as tasks, for a host thread pool (e.g. ov::parallel_for) instead of the library's own:
+ *   workspace = 64-byte aligned memory of sq_workspace_size(plan, m) bytes (one per concurrent call);
+ *   run sq_quantize_task(plan, x, m, workspace, i) for every i < sq_quantize_task_count(plan, m), in any order or
+ *   in parallel; then, after all of them, sq_compute_task(plan, workspace, m, y, i) for every
+ *   i < sq_compute_task_count(plan, m). Tasks write disjoint memory. The split depends only on the plan and m, and
+ *   the result is the same whatever the order or the number of threads. Each returns 0, or -1 on bad arguments. */
+SQ_API size_t sq_workspace_size(const sq_plan* plan, int64_t m);
+SQ_API int64_t sq_quantize_task_count(const sq_plan* plan, int64_t m);
+SQ_API int sq_quantize_task(const sq_plan* plan, const float* x, int64_t m, void* workspace, int64_t task);
+SQ_API int64_t sq_compute_task_count(const sq_plan* plan, int64_t m);
+SQ_API int sq_compute_task(const sq_plan* plan, const void* workspace, int64_t m, float* y, int64_t task);
 
 /* The same result by the plainest loops: what every ISA kernel is tested against. */
 SQ_API int sq_linear_reference(const sq_bcsr* weights, const float* x, int64_t m, float* y);

@@ -1,0 +1,231 @@
+"""The kernel-only benchmark: each BERT-base encoder Linear shape alone, sparseqa's 1x4 block-sparse int8 kernel
+against OpenVINO's dense int8 FullyConnected on the same shape, same thread count, timed interleaved in one run.
+
+The weights are random with 80% of their 1x4 blocks zero (the Prune-OFA pattern); OpenVINO gets the same weights as
+a one-MatMul model in the int8 pattern its CPU plugin compiles to an int8 FullyConnected (FakeQuantize on the
+activations, int8 weights with Convert and Multiply), and the runtime model is checked to really run it in int8.
+``gmacs`` counts useful multiply-adds (nonzero weights x tokens) per second; ``openvino_gmacs`` all n x k x tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import native
+from .hardware import library_versions, machine
+from .timing import interleave
+
+SPARSITY = 0.8
+# (outputs n, inputs k, how many of them one BERT-base encoder layer has)
+ENCODER_LINEARS = ((768, 768, 4), (3072, 768, 1), (768, 3072, 1))
+DEFAULT_SEQ_LENS = (128, 384)
+
+
+class OpenVINONotInt8(RuntimeError):
+    """OpenVINO compiled the baseline MatMul to something other than an int8 FullyConnected."""
+
+
+@dataclass(frozen=True)
+class KernelRow:
+    """One shape at one sequence length: medians of interleaved runs, in milliseconds."""
+
+    n: int
+    k: int
+    seq_len: int
+    sparseqa_ms: float
+    openvino_int8_ms: float
+    speedup: float
+    gmacs: float
+    openvino_gmacs: float
+
+
+@dataclass
+class KernelBenchResult:
+    """Every shape at every sequence length, with what measured them."""
+
+    kernel_isa: str
+    openvino_int8: str
+    threads: int
+    runs: int
+    rows: list[KernelRow] = field(default_factory=list)
+    other_cpu_share: float | None = None
+    date: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def encoder_layer(self) -> list[dict]:
+        """Per sequence length, the sum over one encoder layer's six Linears (4 x 768->768, 768->3072, 3072->768)."""
+        counts = {(n, k): count for n, k, count in ENCODER_LINEARS}
+        layers = []
+        for seq_len in sorted({row.seq_len for row in self.rows}):
+            rows = [row for row in self.rows if row.seq_len == seq_len]
+            if {(row.n, row.k) for row in rows} != set(counts):
+                continue
+            sparse = sum(counts[row.n, row.k] * row.sparseqa_ms for row in rows)
+            dense = sum(counts[row.n, row.k] * row.openvino_int8_ms for row in rows)
+            layers.append(
+                {"seq_len": seq_len, "sparseqa_ms": sparse, "openvino_int8_ms": dense, "speedup": dense / sparse}
+            )
+        return layers
+
+    def table(self) -> pd.DataFrame:
+        """One line per shape and length, then one per length for a whole encoder layer."""
+        counts = {(n, k): count for n, k, count in ENCODER_LINEARS}
+        records = [
+            {
+                "layer": f"{row.k}->{row.n}" + (f" (x{counts[row.n, row.k]})" if counts.get((row.n, row.k), 1) > 1 else ""),
+                "seq_len": row.seq_len,
+                "sparseqa ms": round(row.sparseqa_ms, 3),
+                "OpenVINO int8 ms": round(row.openvino_int8_ms, 3),
+                "speedup": f"{row.speedup:.2f}x",
+                "sparseqa GMAC/s": round(row.gmacs, 1),
+                "OpenVINO GMAC/s": round(row.openvino_gmacs, 1),
+            }
+            for row in sorted(self.rows, key=lambda row: (row.seq_len, row.k, row.n))
+        ]
+        records += [
+            {
+                "layer": "encoder layer (6 Linears)",
+                "seq_len": layer["seq_len"],
+                "sparseqa ms": round(layer["sparseqa_ms"], 3),
+                "OpenVINO int8 ms": round(layer["openvino_int8_ms"], 3),
+                "speedup": f"{layer['speedup']:.2f}x",
+            }
+            for layer in self.encoder_layer()
+        ]
+        return pd.DataFrame(records)
+
+    def header_lines(self) -> list[str]:
+        """What ran: the machine, the kernel path, OpenVINO's compiled layer, threads and runs."""
+        cpu = machine()
+        lines = [
+            f"{cpu.cpu}, {cpu.physical_cores} cores; {self.threads} threads; median of {self.runs} interleaved runs",
+            f"sparseqa kernel: {self.kernel_isa}, {SPARSITY:.0%} of 1x4 blocks zero; OpenVINO: {self.openvino_int8}",
+        ]
+        if self.other_cpu_share is not None:
+            lines.append(f"other processes used {self.other_cpu_share:.0%} of the CPU during the timings")
+        return lines
+
+    def as_dict(self) -> dict:
+        """The JSON document: a header naming the machine and kernel path, then the rows and per-layer sums."""
+        return {
+            "machine": machine().as_dict()
+            | {"threads": self.threads, "libraries": library_versions(), "date": self.date,
+               "other_cpu_share": self.other_cpu_share},
+            "kernel_isa": self.kernel_isa,
+            "cpu_kernel_isas": native.cpu_isas(),
+            "openvino_int8": self.openvino_int8,
+            "sparsity": SPARSITY,
+            "runs": self.runs,
+            "rows": [asdict(row) for row in self.rows],
+            "encoder_layer": self.encoder_layer(),
+        }
+
+    def write_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+
+
+def pruned_weight(n: int, k: int, sparsity: float = SPARSITY, seed: int = 0) -> np.ndarray:
+    """Random (n, k) fp32 weights with ``sparsity`` of their 1x4 blocks zeroed, chosen at random over the matrix."""
+    rng = np.random.default_rng(seed)
+    weight = (rng.standard_normal((n, k)) * 0.05).astype(np.float32)
+    blocks = weight.reshape(-1, 4)
+    blocks[rng.choice(len(blocks), size=round(sparsity * len(blocks)), replace=False)] = 0.0
+    return weight
+
+
+def openvino_int8_linear(weight: np.ndarray, bias: np.ndarray, seq_len: int, threads: int):
+    """A compiled one-MatMul OpenVINO model of ``x @ weight.T + bias`` in int8, and what its runtime model runs.
+
+    Raises OpenVINONotInt8 when the CPU plugin does not compile it to an int8 FullyConnected.
+    """
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    n, k = weight.shape
+    x = ops.parameter([seq_len, k], ov.Type.f32, name="x")
+    # Symmetric 8-bit activations over a fixed range, as NNCF writes them for a signed input.
+    limit = np.float32(4.0)
+    quantized_x = ops.fake_quantize(x, -limit, limit * 127 / 128, -limit, limit * 127 / 128, 256)
+    scales = (np.abs(weight).max(axis=1, keepdims=True) / 127).astype(np.float32)
+    scales[scales == 0] = 1.0
+    int8 = np.clip(np.rint(weight / scales), -127, 127).astype(np.int8)
+    dequantized = ops.multiply(ops.convert(ops.constant(int8), ov.Type.f32), ops.constant(scales))
+    output = ops.add(ops.matmul(quantized_x, dequantized, False, True), ops.constant(bias.astype(np.float32)))
+    model = ov.Model([output], [x], f"linear_{k}x{n}")
+    compiled = ov.Core().compile_model(
+        model, "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+    )
+    layers = []
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) == "FullyConnected":
+            layers.append((info["primitiveType"].astype(str), info["runtimePrecision"].astype(str)))
+    if len(layers) != 1 or layers[0][1] not in ("u8", "i8"):
+        raise OpenVINONotInt8(f"OpenVINO compiled the int8 MatMul to {layers or 'no FullyConnected'}, not int8")
+    primitive, precision = layers[0]
+    return compiled, f"FullyConnected {primitive}, {precision} activations x i8 weights"
+
+
+def run_kernel_benchmark(
+    seq_lens: tuple[int, ...] = DEFAULT_SEQ_LENS,
+    runs: int = 20,
+    warmup: int = 3,
+    threads: int | None = None,
+    progress: Callable[[float, str], object] | None = None,
+) -> KernelBenchResult:
+    """Time every encoder Linear shape at every sequence length: sparseqa against OpenVINO dense int8, interleaved.
+
+    Raises native.NativeUnavailable when the kernels cannot be built, OpenVINONotInt8 when the baseline is not int8.
+    """
+    import openvino as ov
+
+    from .bench import OtherCpuUse
+    from .runtimes import default_threads
+    from .sparse_kernels import SparseLinear, aligned_empty, pack_bcsr
+
+    threads = threads or default_threads()
+    result: KernelBenchResult | None = None
+    other = OtherCpuUse()
+    steps = len(ENCODER_LINEARS) * len(seq_lens)
+    for index, (seq_len, (n, k, _)) in enumerate((s, shape) for s in seq_lens for shape in ENCODER_LINEARS):
+        if progress:
+            progress(index / steps, f"{k}->{n} at {seq_len} tokens")
+        weight = pruned_weight(n, k, seed=index)
+        bias = np.random.default_rng(index).standard_normal(n).astype(np.float32)
+        packed = pack_bcsr(weight, bias)
+        layer = SparseLinear(packed)
+        compiled, openvino_layer = openvino_int8_linear(weight, bias, seq_len, threads)
+        request = compiled.create_infer_request()
+        x = np.random.default_rng(100 + index).standard_normal((seq_len, k)).astype(np.float32)
+        out = aligned_empty((seq_len, n))  # as OpenVINO's own output buffers are
+        request.set_input_tensor(0, ov.Tensor(x, shared_memory=True))
+        if result is None:
+            result = KernelBenchResult(kernel_isa=layer.isa, openvino_int8=openvino_layer, threads=threads, runs=runs)
+        with other:
+            stats = interleave(
+                {"sparseqa": lambda: layer(x, threads, out), "openvino": request.infer}, runs=runs, warmup=warmup
+            )
+        sparse_ms, dense_ms = stats["sparseqa"].median_ms, stats["openvino"].median_ms
+        result.rows.append(
+            KernelRow(
+                n=n,
+                k=k,
+                seq_len=seq_len,
+                sparseqa_ms=sparse_ms,
+                openvino_int8_ms=dense_ms,
+                speedup=dense_ms / sparse_ms,
+                gmacs=packed.nonzero_weights * seq_len / sparse_ms / 1e6,
+                openvino_gmacs=n * k * seq_len / dense_ms / 1e6,
+            )
+        )
+    assert result is not None
+    result.other_cpu_share = other.share
+    if progress:
+        progress(1.0, "done")
+    return result

@@ -1,0 +1,124 @@
+#include "sparse_linear_op.hpp"
+
+#include <cstdlib>
+#include <string>
+
+#include <openvino/core/parallel.hpp>
+
+#include "sparseqa_kernels.h"
+
+namespace sparseqa {
+
+namespace {
+enum Input { X, ROW_PTR, BLOCK_COL, VALUES, SCALES, BIAS, INPUT_COUNT };
+}
+
+SparseQALinear::SparseQALinear(const ov::OutputVector& arguments) : Op(arguments) {
+    constructor_validate_and_infer_types();
+}
+
+void SparseQALinear::validate_and_infer_types() {
+    NODE_VALIDATION_CHECK(this, get_input_size() == INPUT_COUNT, "expects 6 inputs: x, row_ptr, block_col, values, scales, bias");
+    const ov::element::Type expected[INPUT_COUNT] = {ov::element::f32, ov::element::i32, ov::element::i32,
+                                                     ov::element::i8,  ov::element::f32, ov::element::f32};
+    for (size_t i = 0; i < INPUT_COUNT; ++i) {
+        NODE_VALIDATION_CHECK(this, get_input_element_type(i) == expected[i], "input ", i, " must be ", expected[i],
+                              ", got ", get_input_element_type(i));
+    }
+    ov::PartialShape output = get_input_partial_shape(X);
+    NODE_VALIDATION_CHECK(this, output.rank().is_static() && output.rank().get_length() >= 1, "x needs a static rank >= 1");
+    const auto& row_ptr = get_input_partial_shape(ROW_PTR);
+    const auto& last = output.rank().get_length() - 1;
+    if (row_ptr.rank().is_static() && row_ptr[0].is_static()) {
+        output[last] = row_ptr[0].get_length() - 1;
+    } else {
+        output[last] = ov::Dimension::dynamic();
+    }
+    set_output_type(0, ov::element::f32, output);
+}
+
+std::shared_ptr<ov::Node> SparseQALinear::clone_with_new_inputs(const ov::OutputVector& new_args) const {
+    check_new_args_count(this, new_args);
+    return std::make_shared<SparseQALinear>(new_args);
+}
+
+bool SparseQALinear::visit_attributes(ov::AttributeVisitor&) {
+    return true;
+}
+
+bool SparseQALinear::has_evaluate() const {
+    return get_input_element_type(X) == ov::element::f32;
+}
+
+const sq_plan* SparseQALinear::plan(const ov::TensorVector& inputs) const {
+    std::call_once(m_packed, [&] {
+        const ov::Tensor& row_ptr = inputs[ROW_PTR];
+        sq_bcsr weights{};
+        weights.n = static_cast<int32_t>(row_ptr.get_size() - 1);
+        weights.k = static_cast<int32_t>(inputs[X].get_shape().back());
+        weights.row_ptr = row_ptr.data<const int32_t>();
+        weights.block_col = inputs[BLOCK_COL].data<const int32_t>();
+        weights.values = inputs[VALUES].data<const int8_t>();
+        weights.scales = inputs[SCALES].data<const float>();
+        weights.bias = inputs[BIAS].data<const float>();
+        // The ISA the engine chose (and reports with every answer) reaches the op through the environment.
+        const char* isa = std::getenv("SPARSEQA_KERNEL_ISA");
+        char error[256] = {0};
+        sq_plan* created = sq_plan_create(&weights, isa && *isa ? isa : nullptr, error, sizeof error);
+        OPENVINO_ASSERT(created != nullptr, "sparseqa kernels: ", error);
+        m_plan.reset(created, sq_plan_destroy);
+    });
+    return m_plan.get();
+}
+
+namespace {
+
+// One activation workspace per calling thread (an infer request runs its ops on one thread), grown as needed and
+// reused, so a request does not map and fault in fresh pages for every one of its Linears.
+void* workspace(size_t bytes) {
+    struct Buffer {
+        void* data = nullptr;
+        size_t size = 0;
+        ~Buffer() { std::free(data); }
+    };
+    thread_local Buffer buffer;
+    if (buffer.size < bytes) {
+        std::free(buffer.data);
+        buffer.size = (bytes + 63) / 64 * 64;
+        buffer.data = std::aligned_alloc(64, buffer.size);
+        OPENVINO_ASSERT(buffer.data != nullptr, "SparseQALinear: cannot allocate ", buffer.size, " bytes");
+    }
+    return buffer.data;
+}
+
+}  // namespace
+
+bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const {
+    const ov::Tensor& x = inputs[X];
+    const sq_plan* packed = plan(inputs);
+    ov::Shape shape = x.get_shape();
+    OPENVINO_ASSERT(!shape.empty() && static_cast<int64_t>(shape.back()) == sq_plan_k(packed),
+                    "SparseQALinear: x's last dimension ", shape.back(), " is not the weights' ", sq_plan_k(packed));
+    const int64_t m = static_cast<int64_t>(ov::shape_size(shape) / shape.back());
+    shape.back() = static_cast<size_t>(sq_plan_n(packed));
+    outputs[0].set_shape(shape);
+    if (m == 0) {
+        return true;
+    }
+    const float* input = x.data<const float>();
+    float* output = outputs[0].data<float>();
+    // The kernel library's tasks run on OpenVINO's own TBB pool: the CPU plugin calls evaluate inside its stream's
+    // arena, so they get the engine's INFERENCE_NUM_THREADS threads, already awake, and no second pool competes
+    // (measured: the library's own pool inside OpenVINO is ~1.5x slower, one region with tasks claimed on the fly
+    // ~10% slower than these two).
+    void* quantized = workspace(sq_workspace_size(packed, m));
+    ov::parallel_for(static_cast<size_t>(sq_quantize_task_count(packed, m)), [&](size_t task) {
+        sq_quantize_task(packed, input, m, quantized, static_cast<int64_t>(task));
+    });
+    ov::parallel_for(static_cast<size_t>(sq_compute_task_count(packed, m)), [&](size_t task) {
+        sq_compute_task(packed, quantized, m, output, static_cast<int64_t>(task));
+    });
+    return true;
+}
+
+}  // namespace sparseqa

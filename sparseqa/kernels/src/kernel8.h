@@ -1,0 +1,155 @@
+/* The 8-tokens-per-ymm kernel shared by the AVX2 and AVX-VNNI translation units (each compiles it under its own
+ * flags, in an anonymous namespace, with its own dot product). Same structure as the AVX-512 kernel. */
+#include <immintrin.h>
+
+#include "internal.h"
+
+namespace sq {
+namespace {
+
+inline void transpose8(__m256 r[8]) {
+    __m256 t[8], s[8];
+    for (int i = 0; i < 4; ++i) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int h = 0; h < 2; ++h) {
+        s[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+        s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+    }
+    for (int c = 0; c < 4; ++c) {
+        r[c] = _mm256_permute2f128_ps(s[c], s[4 + c], 0x20);
+        r[c + 4] = _mm256_permute2f128_ps(s[c], s[4 + c], 0x31);
+    }
+}
+
+template <class Dot, int NV>
+void compute8(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    alignas(64) int32_t tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
+    const uint8_t* base = panel(plan, workspace, m, task.token_block);
+    const int32_t stride = plan.k_tiles + 1;
+    for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
+        for (int32_t o = task.r0; o < task.r1; ++o) {
+            int32_t* out = tile[o - task.r0];
+            __m256i a[NV];
+            for (int j = 0; j < NV; ++j)
+                a[j] = kt ? _mm256_load_si256(reinterpret_cast<const __m256i*>(out + 8 * j)) : _mm256_setzero_si256();
+            const Block* block = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt];
+            const Block* end = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt + 1];
+            for (; block < end; ++block) {
+                const typename Dot::Weights w = Dot::weights(block->weights);
+                const uint8_t* p = base + block->offset;
+                for (int j = 0; j < NV; ++j)
+                    a[j] = Dot::accumulate(a[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(p + 32 * j)), w);
+            }
+            for (int j = 0; j < NV; ++j) _mm256_store_si256(reinterpret_cast<__m256i*>(out + 8 * j), a[j]);
+        }
+    }
+    const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
+    for (int32_t o = task.r0; o < task.r1; ++o) {
+        int32_t* row = tile[o - task.r0];
+        const __m256i offset = _mm256_set1_epi32(plan.offset_sum[o]);
+        const __m256 scale = _mm256_set1_ps(plan.scales[o]), bias = _mm256_set1_ps(plan.bias[o]);
+        for (int j = 0; j < NV; ++j) {
+            const __m256i sums = _mm256_load_si256(reinterpret_cast<const __m256i*>(row + 8 * j));
+            const __m256 acc = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, offset));
+            const __m256 s = _mm256_mul_ps(_mm256_load_ps(scales_t + 8 * j), scale);
+            _mm256_store_ps(reinterpret_cast<float*>(row + 8 * j), _mm256_fmadd_ps(acc, s, bias));
+        }
+    }
+    const int64_t t0 = task.token_block * TOKEN_BLOCK;
+    for (int j = 0; j < NV; ++j) {
+        for (int32_t o0 = task.r0; o0 < task.r1; o0 += 8) {
+            const int outputs = task.r1 - o0 < 8 ? task.r1 - o0 : 8;
+            const __m256i mask =
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(outputs), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            __m256 r[8];
+            for (int i = 0; i < 8; ++i)
+                r[i] = _mm256_load_ps(reinterpret_cast<const float*>(tile[o0 - task.r0 + (i < outputs ? i : 0)] + 8 * j));
+            transpose8(r);
+            const int tokens = task.tokens - 8 * j < 8 ? task.tokens - 8 * j : 8;
+            for (int i = 0; i < tokens; ++i) _mm256_maskstore_ps(y + (t0 + 8 * j + i) * plan.n + o0, mask, r[i]);
+        }
+    }
+}
+
+/* As quantize_avx512, 8 tokens x 8 groups at a time. */
+inline void quantize8(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
+    float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
+    uint8_t* out = panel(plan, workspace, m, token_block);
+    const int64_t t0 = token_block * TOKEN_BLOCK;
+    const int tokens = m - t0 < TOKEN_BLOCK ? static_cast<int>(m - t0) : TOKEN_BLOCK;
+    const int32_t k = plan.k;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    float inverse[TOKEN_BLOCK];
+    for (int t = 0; t < TOKEN_BLOCK; ++t) {
+        if (t >= tokens) {
+            scales_t[t] = inverse[t] = 0.0f;
+            continue;
+        }
+        const float* row = x + (t0 + t) * k;
+        __m256 peak = _mm256_setzero_ps();
+        int32_t i = 0;
+        for (; i + 8 <= k; i += 8) peak = _mm256_max_ps(peak, _mm256_andnot_ps(sign, _mm256_loadu_ps(row + i)));
+        float lanes[8];
+        _mm256_storeu_ps(lanes, peak);
+        float amax = 0.0f;
+        for (int j = 0; j < 8; ++j) amax = lanes[j] > amax ? lanes[j] : amax;
+        for (; i < k; ++i) {
+            const float a = row[i] < 0 ? -row[i] : row[i];
+            amax = a > amax ? a : amax;
+        }
+        const bool zero = !(amax >= QUANT_MIN);
+        scales_t[t] = zero ? 0.0f : amax / 127.0f;
+        inverse[t] = zero ? 0.0f : 127.0f / amax;
+    }
+    const __m256 low = _mm256_set1_ps(-127.0f), high = _mm256_set1_ps(127.0f);
+    const __m256i offset = _mm256_set1_epi8(static_cast<char>(plan.act_offset));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int t = 0; t < TOKEN_BLOCK; t += 8) {
+        for (int32_t g0 = 0; g0 < plan.groups; g0 += 8) {
+            const int groups = plan.groups - g0 < 8 ? plan.groups - g0 : 8;
+            __m256 r[8];
+            for (int i = 0; i < 8; ++i) {
+                if (t + i >= tokens) {
+                    r[i] = _mm256_castsi256_ps(offset);
+                    continue;
+                }
+                const float* row = x + (t0 + t + i) * k + 4 * g0;
+                const __m256 scale = _mm256_set1_ps(inverse[t + i]);
+                __m256i q[4];
+                for (int c = 0; c < 4; ++c) {
+                    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(4 * groups - 8 * c), lane);
+                    __m256 v = _mm256_mul_ps(_mm256_maskload_ps(row + 8 * c, mask), scale);
+                    q[c] = _mm256_cvtps_epi32(_mm256_min_ps(high, _mm256_max_ps(low, v)));
+                }
+                // packs work within 128-bit lanes; the permute puts the 32 bytes back in input order.
+                const __m256i words = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+                r[i] = _mm256_castsi256_ps(_mm256_add_epi8(_mm256_permutevar8x32_epi32(words, order), offset));
+            }
+            transpose8(r);
+            for (int g = 0; g < groups; ++g)
+                _mm256_store_ps(reinterpret_cast<float*>(out + (g0 + g) * GROUP_BYTES + 4 * t), r[g]);
+        }
+    }
+}
+
+template <class Dot>
+void dispatch8(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    switch ((task.tokens + 7) / 8) {
+        case 1: return compute8<Dot, 1>(plan, workspace, m, y, task);
+        case 2: return compute8<Dot, 2>(plan, workspace, m, y, task);
+        case 3: return compute8<Dot, 3>(plan, workspace, m, y, task);
+        case 4: return compute8<Dot, 4>(plan, workspace, m, y, task);
+        case 5: return compute8<Dot, 5>(plan, workspace, m, y, task);
+        case 6: return compute8<Dot, 6>(plan, workspace, m, y, task);
+        case 7: return compute8<Dot, 7>(plan, workspace, m, y, task);
+        default: return compute8<Dot, 8>(plan, workspace, m, y, task);
+    }
+}
+
+}  // namespace
+}  // namespace sq

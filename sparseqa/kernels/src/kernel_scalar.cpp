@@ -1,0 +1,30 @@
+/* The portable kernel: no ISA extension, the same panel layout and int32 sums as the vector kernels. */
+#include <math.h>
+
+#include "internal.h"
+
+namespace sq {
+
+void compute_scalar(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    const uint8_t* base = panel(plan, workspace, m, task.token_block);
+    const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
+    const int64_t t0 = task.token_block * TOKEN_BLOCK;
+    int32_t acc[TOKEN_BLOCK];
+    for (int32_t o = task.r0; o < task.r1; ++o) {
+        for (int t = 0; t < task.tokens; ++t) acc[t] = 0;
+        const int32_t first = plan.tile_ptr[(int64_t)o * (plan.k_tiles + 1)];
+        const int32_t last = plan.tile_ptr[(int64_t)o * (plan.k_tiles + 1) + plan.k_tiles];
+        for (int32_t b = first; b < last; ++b) {
+            const int8_t* a = reinterpret_cast<const int8_t*>(base + plan.blocks[b].offset);
+            const int32_t word = plan.blocks[b].weights;
+            const int32_t w0 = (int8_t)(word), w1 = (int8_t)(word >> 8), w2 = (int8_t)(word >> 16),
+                          w3 = (int8_t)(word >> 24);
+            for (int t = 0; t < task.tokens; ++t)
+                acc[t] += a[4 * t] * w0 + a[4 * t + 1] * w1 + a[4 * t + 2] * w2 + a[4 * t + 3] * w3;
+        }
+        for (int t = 0; t < task.tokens; ++t)
+            y[(t0 + t) * plan.n + o] = fmaf((float)(acc[t] - plan.offset_sum[o]), scales_t[t] * plan.scales[o], plan.bias[o]);
+    }
+}
+
+}  // namespace sq

@@ -1,0 +1,152 @@
+"""The graph pass that hands sparse Linears to sparseqa's kernels: MatMul (+ bias Add) → one SparseQALinear op.
+
+It reads an OpenVINO IR and replaces each MatMul whose weight is a constant with at least half of its 1x4 blocks
+(1 output row × 4 consecutive inputs) all zero by the custom op ``sparseqa.SparseQALinear`` (built from
+sparseqa/kernels/openvino), which holds the nonzero blocks in block-CSR form with per-output-row int8 scales.
+Attention, LayerNorm, GELU and everything else stay with OpenVINO (computing GELU or the residual Add inside the op
+was measured: no faster, since OpenVINO fuses them with their neighbours).
+
+Starting from NNCF's int8 IR (what ``load_engine`` does) the op takes NNCF's int8 weights and per-row scales as they
+are, and is fed the input of the activation FakeQuantize: the op quantizes activations itself, per token. From an
+fp32 IR the weights are quantized here, per output row (symmetric, scale = max|w| / 127).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .sparse_kernels import BLOCK, BlockCSR, block_sparsity, pack_bcsr
+
+OP_TYPE = "SparseQALinear"
+MIN_BLOCK_SPARSITY = 0.5
+
+
+def int8_bcsr(quantized: np.ndarray, scales: np.ndarray, bias: np.ndarray | None) -> BlockCSR:
+    """The nonzero 1x4 blocks of already-quantized int8 weights [n, k] with per-row ``scales`` [n], kept as they are
+    (``pack_bcsr`` quantizes fp32 weights itself)."""
+    n, k = quantized.shape
+    blocks = quantized.reshape(n, k // BLOCK, BLOCK)
+    nonzero = blocks.any(axis=2)
+    rows, cols = np.nonzero(nonzero)  # row-major: columns ascend within each row
+    row_ptr = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(nonzero.sum(axis=1), out=row_ptr[1:])
+    return BlockCSR(
+        n=n,
+        k=k,
+        row_ptr=row_ptr,
+        block_col=cols.astype(np.int32),
+        values=np.ascontiguousarray(blocks[rows, cols], dtype=np.int8),
+        scales=np.ascontiguousarray(scales, dtype=np.float32).reshape(n),
+        bias=None if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(n),
+    )
+
+
+_factories: dict[Path, object] = {}
+
+
+def _node_factory(extension: Path):
+    """A NodeFactory that knows the op; kept for the process's life, because the op's code lives in the extension
+    library, which the factory unloads when it is collected while nodes made from it still exist."""
+    from openvino.utils.node_factory import NodeFactory
+
+    if extension not in _factories:
+        factory = NodeFactory()
+        factory.add_extension(str(extension))
+        _factories[extension] = factory
+    return _factories[extension]
+
+
+def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCK_SPARSITY) -> list[str]:
+    """Replace each sparse constant-weight MatMul (+ bias Add) of ``model`` in place; the replaced MatMuls' names."""
+    from openvino import opset13 as ops
+
+    factory = _node_factory(Path(extension))
+    replaced = []
+    for matmul in model.get_ordered_ops():
+        if matmul.get_type_name() != "MatMul":
+            continue
+        found = _sparse_linear(matmul, min_block_sparsity)
+        if found is None:
+            continue
+        activations, weights, output = found
+        bias = np.zeros(weights.n, np.float32) if weights.bias is None else weights.bias
+        arrays = (weights.row_ptr, weights.block_col, weights.values.reshape(-1), weights.scales, bias)
+        inputs = [activations] + [ops.constant(array) for array in arrays]
+        linear = factory.create(OP_TYPE, inputs, {})
+        linear.set_friendly_name(matmul.get_friendly_name())
+        output.replace(linear.output(0))
+        replaced.append(matmul.get_friendly_name())
+    model.validate_nodes_and_infer_types()
+    return replaced
+
+
+def sparsify_ir(source_xml: Path, target_xml: Path, extension: Path) -> list[str]:
+    """Read the IR at ``source_xml``, replace its sparse Linears, write it to ``target_xml``; the replaced names."""
+    import openvino as ov
+
+    model = ov.Core().read_model(source_xml)
+    replaced = sparsify(model, extension)
+    ov.save_model(model, target_xml, compress_to_fp16=False)
+    return replaced
+
+
+def _sparse_linear(matmul, min_block_sparsity: float):
+    """(activation output, BlockCSR, output to replace) for a sparse Linear MatMul, or None to leave it alone."""
+    attributes = matmul.get_attributes()
+    if attributes.get("transpose_a") or not attributes.get("transpose_b"):
+        return None
+    activations = matmul.input(0).get_source_output()
+    if activations.get_element_type().get_type_name() != "f32" or activations.get_partial_shape().rank.is_dynamic:
+        return None
+    weight = _constant_weight(matmul.input(1).get_source_output().get_node())
+    if weight is None:
+        return None
+    n, k = weight[0].shape
+    if k % BLOCK or block_sparsity(weight[0]) < min_block_sparsity:
+        return None
+    if activations.get_node().get_type_name() == "FakeQuantize":
+        # NNCF's static activation quantization is replaced by the op's dynamic per-token one.
+        activations = activations.get_node().input(0).get_source_output()
+    output, bias = matmul.output(0), None
+    consumers = list(output.get_target_inputs())
+    if len(consumers) == 1 and consumers[0].get_node().get_type_name() == "Add":
+        add = consumers[0].get_node()
+        other = add.input(1 - consumers[0].get_index()).get_source_output().get_node()
+        if other.get_type_name() == "Constant" and other.get_output_size() == 1:
+            values = other.get_data()
+            if values.size == n and values.shape[-1] == n:
+                bias, output = values.reshape(n), add.output(0)
+    packed = pack_bcsr(weight[0], bias) if weight[1] is None else int8_bcsr(weight[0], weight[1], bias)
+    return activations, packed, output
+
+
+def _constant_weight(node) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A constant weight [n, k]: NNCF's (int8 values, per-row scales), or (fp32 values, None)."""
+    kind = node.get_type_name()
+    if kind == "Constant":
+        weight = node.get_data()
+        if weight.ndim != 2 or weight.dtype != np.float32:
+            return None
+        return weight, None
+    if kind != "Multiply":
+        return None
+    convert, scale = (node.input(i).get_source_output().get_node() for i in (0, 1))
+    if convert.get_type_name() != "Convert" or scale.get_type_name() != "Constant":
+        convert, scale = scale, convert
+    if convert.get_type_name() != "Convert" or scale.get_type_name() != "Constant":
+        return None
+    source = convert.input(0).get_source_output().get_node()
+    if source.get_type_name() != "Constant":
+        return None
+    quantized = source.get_data()
+    if quantized.dtype != np.int8 or quantized.ndim != 2:
+        return None
+    n = quantized.shape[0]
+    scales = scale.get_data().astype(np.float32)
+    if scales.size == 1:
+        scales = np.full(n, scales.reshape(()), np.float32)
+    elif scales.shape not in ((n, 1), (n,)):
+        return None
+    return quantized, scales.reshape(n)

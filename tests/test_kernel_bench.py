@@ -1,0 +1,62 @@
+"""``python -m sparseqa bench --kernels-only``: each encoder Linear shape, sparseqa's kernel beside OpenVINO int8."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sparseqa import native
+from sparseqa.cli import main
+from sparseqa.kernel_bench import ENCODER_LINEARS, pruned_weight
+from sparseqa.sparse_kernels import block_sparsity, pack_bcsr
+
+
+def test_kernels_only_times_every_shape_and_sums_an_encoder_layer(tmp_path, capsys):
+    out = tmp_path / "kernels.json"
+    assert main(["bench", "--kernels-only", "--seq-lens", "32", "--runs", "2", "--warmup", "0", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    document = json.loads(out.read_text())
+    assert document["kernel_isa"] == native.chosen_isa() == document["cpu_kernel_isas"][0]
+    assert document["openvino_int8"].startswith("FullyConnected ") and "i8 weights" in document["openvino_int8"]
+    assert document["machine"]["threads"] >= 1 and "cpu" in document["machine"]
+    rows = {(row["n"], row["k"]): row for row in document["rows"]}
+    assert set(rows) == {(n, k) for n, k, _ in ENCODER_LINEARS}
+    for (n, k), row in rows.items():
+        assert row["seq_len"] == 32
+        assert row["speedup"] == pytest.approx(row["openvino_int8_ms"] / row["sparseqa_ms"])
+        # 80% of blocks zero: the useful multiply-adds are a fifth of OpenVINO's dense ones.
+        useful = row["gmacs"] * row["sparseqa_ms"] * 1e6
+        assert useful == pytest.approx(0.2 * n * k * 32, rel=1e-3)
+        assert row["openvino_gmacs"] * row["openvino_int8_ms"] * 1e6 == pytest.approx(n * k * 32)
+    [layer] = document["encoder_layer"]
+    expected = sum(count * rows[n, k]["sparseqa_ms"] for n, k, count in ENCODER_LINEARS)
+    assert layer["sparseqa_ms"] == pytest.approx(expected)
+    assert f"sparseqa kernel: {document['kernel_isa']}" in printed
+    assert "encoder layer (6 Linears)" in printed and "768->3072" in printed and "3072->768" in printed
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--seq-lens", "8"], "use lengths from 32 to 512"),
+        (["--runs", "0"], "--runs must be at least 1"),
+        (["--json", "/no/such/dir/out.json"], "its directory does not exist"),
+        (["--plot", "out.png"], "with --kernels-only use --json"),
+    ],
+)
+def test_kernels_only_bad_arguments_are_one_line_usage_errors(arguments, message, capsys):
+    try:
+        returned = main(["bench", "--kernels-only", *arguments])
+    except SystemExit as exit:
+        returned = exit.code
+    assert returned != 0
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+
+
+def test_pruned_weight_zeroes_exactly_the_share_of_blocks():
+    weight = pruned_weight(64, 96, 0.8, seed=1)
+    assert block_sparsity(weight) == pytest.approx(0.8, abs=1 / (64 * 24))
+    assert pack_bcsr(weight).blocks == round(0.2 * 64 * 24)

@@ -1,0 +1,261 @@
+"""sparseqa's kernels inside OpenVINO: the custom op in small models, the graph pass on the tiny sparse model, and
+load_engine's kernel choice, fallback and IR cache key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparseqa import native
+from sparseqa.sparse_kernels import BLOCK, numpy_linear, pack_bcsr
+from sparseqa.sparse_ir import OP_TYPE, sparsify
+
+QUESTION = "Where did the probe land?"
+PASSAGE = "The probe landed on the moon in 1969 after a long trip through space."
+
+
+@pytest.fixture(scope="module")
+def extension() -> Path:
+    """The OpenVINO extension, built once into the session's cache (CI has a compiler: a failed build fails here)."""
+    return native.extension_library()
+
+
+@pytest.fixture(scope="module")
+def core(extension):
+    import openvino as ov
+
+    core = ov.Core()
+    core.add_extension(str(extension))
+    return core
+
+
+def sparse_int8_weight(rng: np.random.Generator, n: int, k: int, density: float = 0.2) -> np.ndarray:
+    """fp32 weights [n, k] with ``1 - density`` of their 1x4 blocks zero, each row exactly representable as int8
+    times its per-row scale (max |q| = 127), so the op's weight quantization is lossless and only activations round."""
+    quantized = rng.integers(-127, 128, size=(n, k)).astype(np.float32)
+    keep = rng.random((n, k // BLOCK)) < density
+    keep[:, 0] = True  # every row keeps a block, so its peak can be 127
+    quantized *= np.repeat(keep, BLOCK, axis=1)
+    rows = np.arange(n)
+    quantized[rows, np.argmax(quantized != 0, axis=1)] = 127
+    quantized[n // 2] = 0  # one output row with no nonzero block
+    return quantized * rng.uniform(0.001, 0.02, size=(n, 1)).astype(np.float32)
+
+
+def linear_model(layers: list[tuple[np.ndarray, np.ndarray]], k: int, gelu: bool = True):
+    """x [?, ?, k] → (MatMul(W^T) + b → GELU) per layer, the last without GELU: the shape of an encoder's Linears."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    x = ops.parameter([-1, -1, k], np.float32, name="x")
+    out = x
+    for index, (weight, bias) in enumerate(layers):
+        out = ops.add(ops.matmul(out, ops.constant(weight), False, True), ops.constant(bias))
+        if gelu and index < len(layers) - 1:
+            out = ops.gelu(out, "erf")
+    return ov.Model([out], [x], "linears")
+
+
+def run(core, model, x: np.ndarray) -> np.ndarray:
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": "2"})
+    return compiled.create_infer_request().infer({0: x})[compiled.output(0)]
+
+
+def op_count(model) -> int:
+    return sum(node.get_type_name() == OP_TYPE for node in model.get_ordered_ops())
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (2, 130), (1, 384)])
+def test_op_computes_what_the_kernel_reference_computes(core, extension, shape):
+    rng = np.random.default_rng(sum(shape))
+    weight = sparse_int8_weight(rng, 48, 64)
+    bias = rng.normal(size=48).astype(np.float32)
+    x = rng.normal(size=shape + (64,)).astype(np.float32)
+    x[..., 3] = 40.0  # one large activation per token: the quantization limit is reached
+    expected = numpy_linear(pack_bcsr(weight, bias), x.reshape(-1, 64)).reshape(shape + (48,))
+    model = linear_model([(weight, bias)], 64)
+    assert len(sparsify(model, extension)) == 1 and op_count(model) == 1
+    np.testing.assert_allclose(run(core, model, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_op_inside_a_small_model_stays_close_to_the_same_model_without_it(core, extension):
+    rng = np.random.default_rng(7)
+    sizes = [(64, 32), (32, 64), (16, 32)]
+    layers = [(sparse_int8_weight(rng, n, k), rng.normal(scale=0.1, size=n).astype(np.float32)) for n, k in sizes]
+    dense = linear_model(layers, 32)
+    sparse = linear_model(layers, 32)
+    assert len(sparsify(sparse, extension)) == 3 and op_count(sparse) == 3
+    x = rng.normal(size=(2, 50, 32)).astype(np.float32)
+    expected, actual = run(core, dense, x), run(core, sparse, x)
+    # The weights are exact in int8; only activations are rounded, to 1/254 of each token's largest |x| per element.
+    # Those errors are independent across a row's inputs and partly cancel: over three layers the outputs stay
+    # within 2% of their own range, well outside what a wrong block, scale or bias would give.
+    assert np.abs(actual - expected).max() <= 0.02 * np.abs(expected).max()
+    cosine = float(actual.ravel() @ expected.ravel() / np.linalg.norm(actual) / np.linalg.norm(expected))
+    assert cosine > 0.9995
+
+
+def test_pass_leaves_dense_and_non_multiple_of_4_matmuls_to_openvino(extension):
+    rng = np.random.default_rng(3)
+    dense_weight = rng.normal(size=(16, 32)).astype(np.float32)
+    model = linear_model([(dense_weight, np.zeros(16, np.float32))], 32)
+    assert sparsify(model, extension) == []
+    odd = linear_model([(np.zeros((8, 30), np.float32), np.zeros(8, np.float32))], 30)
+    assert sparsify(odd, extension) == []
+
+
+def encoder_linears(core, ir_xml: Path) -> set[str]:
+    model = core.read_model(ir_xml)
+    return {
+        node.get_friendly_name()
+        for node in model.get_ordered_ops()
+        if node.get_type_name() == "MatMul" and ".encoder." in node.get_friendly_name() and "linear" in node.get_friendly_name()
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_irs(tiny_sparse_model) -> dict[str, Path]:
+    from sparseqa.models import resolve
+    from sparseqa.runtimes import _load_tokenizer, cached_ir
+
+    local = resolve(str(tiny_sparse_model))
+    tokenizer = _load_tokenizer(local)
+    return {
+        precision: cached_ir(local, tokenizer, quantized=precision == "int8", calibration_samples=20) / "openvino_model.xml"
+        for precision in ("fp32", "int8")
+    }
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_pass_replaces_exactly_the_encoder_linears_of_the_tiny_sparse_model(core, extension, tiny_irs, precision):
+    from sparseqa.sparse_ir import sparsify_ir
+
+    source = tiny_irs[precision]
+    linears = encoder_linears(core, source)
+    assert len(linears) == 2 * 6  # 2 layers × (query, key, value, attention output, intermediate, output)
+    target = source.parent.parent / f"sparse-pass-{precision}" / "openvino_model.xml"
+    target.parent.mkdir(exist_ok=True)
+    assert set(sparsify_ir(source, target, extension)) == linears
+    model = core.read_model(target)
+    assert op_count(model) == len(linears)
+    assert not encoder_linears(core, target)
+    remaining = [node.get_friendly_name() for node in model.get_ordered_ops() if node.get_type_name() == "MatMul"]
+    assert any("qa_outputs" in name for name in remaining)  # the dense QA head stays with OpenVINO
+    if precision == "int8":
+        kinds = {node.get_type_name() for node in model.get_ordered_ops()}
+        assert "FakeQuantize" in kinds  # attention stays int8 on OpenVINO
+
+
+def tiny_inputs(engine) -> dict[str, np.ndarray]:
+    from sparseqa import decoding
+
+    return decoding.model_inputs(decoding.encode(engine.tokenizer, QUESTION, PASSAGE), engine.input_names)
+
+
+def test_load_engine_kernels_auto_sparseqa_and_openvino(tiny_sparse_model):
+    from sparseqa.runtimes import load_engine
+
+    engines = {kernels: load_engine(str(tiny_sparse_model), "openvino", "int8", kernels=kernels) for kernels in ("auto", "sparseqa", "openvino")}
+    isa = native.chosen_isa()
+    for kernels in ("auto", "sparseqa"):
+        engine = engines[kernels]
+        assert (engine.kernels, engine.kernel_isa) == ("sparseqa", isa)
+        assert f"sparseqa kernels ({isa})" in engine.label
+        assert any(f"sparseqa {isa} kernels for the 12 sparse Linears" in note for note in engine.notes)
+        answer = engine.answer(QUESTION, PASSAGE).as_dict()
+        assert (answer["kernels"], answer["kernel_isa"]) == ("sparseqa", isa)
+        assert PASSAGE[answer["start"] : answer["end"]] == answer["answer"]
+    openvino = engines["openvino"]
+    assert (openvino.kernels, openvino.kernel_isa) == ("openvino", None)
+    assert "sparseqa" not in openvino.label
+    assert openvino.answer(QUESTION, PASSAGE).as_dict()["kernels"] == "openvino"
+    inputs = tiny_inputs(openvino)
+    reference = np.concatenate(openvino.infer(inputs), axis=None)
+    ours = np.concatenate(engines["auto"].infer(inputs), axis=None)
+    assert float(ours @ reference / np.linalg.norm(ours) / np.linalg.norm(reference)) > 0.99
+
+
+def test_kernels_come_from_the_environment_and_bad_names_are_one_line_errors(tiny_sparse_model, monkeypatch):
+    from sparseqa.runtimes import load_engine
+
+    monkeypatch.setenv("SPARSEQA_KERNELS", "openvino")
+    assert load_engine(str(tiny_sparse_model), "openvino", "int8").kernels == "openvino"
+    monkeypatch.setenv("SPARSEQA_KERNELS", "fastest")
+    with pytest.raises(ValueError, match="unknown kernels 'fastest'"):
+        load_engine(str(tiny_sparse_model), "openvino", "int8")
+    monkeypatch.delenv("SPARSEQA_KERNELS")
+    with pytest.raises(ValueError, match="int8 on OpenVINO"):
+        load_engine(str(tiny_sparse_model), "openvino", "fp32", kernels="sparseqa")
+    engine = load_engine(str(tiny_sparse_model), "pytorch", "fp32")
+    assert (engine.kernels, engine.kernel_isa) == ("pytorch", None)
+
+
+def test_failed_build_falls_back_to_openvino_kernels_with_a_one_line_note(tiny_sparse_model, monkeypatch):
+    from sparseqa.runtimes import load_engine
+
+    # A compiler that fails makes a new build key, so the cached build is not reused: the build runs and fails.
+    monkeypatch.setenv("CXX", "/bin/false")
+    engine = load_engine(str(tiny_sparse_model), "openvino", "int8")
+    assert (engine.kernels, engine.kernel_isa) == ("openvino", None)
+    assert engine.kernel_fallback.startswith("OpenVINO kernels: the sparseqa kernels are unavailable (")
+    assert "\n" not in engine.kernel_fallback and engine.kernel_fallback in engine.notes
+    assert engine.answer(QUESTION, PASSAGE).kernels == "openvino"
+    with pytest.raises(ValueError, match="the sparseqa kernels are unavailable") as raised:
+        load_engine(str(tiny_sparse_model), "openvino", "int8", kernels="sparseqa")
+    assert "\n" not in str(raised.value)
+
+
+def test_ir_cache_key_names_the_kernel_build_and_isa(tiny_sparse_model, monkeypatch):
+    from sparseqa.models import resolve
+    from sparseqa.runtimes import cache_key, choose_kernels
+
+    local = resolve(str(tiny_sparse_model))
+    default = choose_kernels("sparseqa", "openvino", "int8")
+    monkeypatch.setenv("SPARSEQA_KERNEL_ISA", "scalar")
+    scalar = choose_kernels("sparseqa", "openvino", "int8")
+    assert scalar.isa == "scalar"
+    keys = {cache_key(local, True, 20, choice) for choice in (default, scalar)}
+    assert len(keys) == 2
+    assert all(native.build_key() in key for key in keys)
+    assert cache_key(local, True, 20, scalar).endswith("-scalar")
+    assert cache_key(local, True, 20) not in keys
+
+
+def test_export_writes_the_sparse_kernel_ir_only_when_asked(tiny_sparse_model, core, tmp_path, capsys):
+    from sparseqa.cli import main
+
+    plain, ours = tmp_path / "plain", tmp_path / "ours"
+    assert main(["export", "--model", str(tiny_sparse_model), "--precision", "int8", "--out", str(plain)]) == 0
+    assert OP_TYPE not in (plain / "openvino_model.xml").read_text()
+    argv = ["export", "--model", str(tiny_sparse_model), "--precision", "int8", "--kernels", "sparseqa", "--out", str(ours)]
+    assert main(argv) == 0
+    assert "12 sparse Linears run on sparseqa's op" in capsys.readouterr().out
+    assert op_count(core.read_model(ours / "openvino_model.xml")) == 12
+
+
+def test_app_and_cli_take_kernels_from_flag_or_environment():
+    from sparseqa.cli import build_parser
+    from sparseqa.interface import parse_options
+
+    assert parse_options([], environ={}).settings.kernels == "auto"
+    assert parse_options([], environ={"SPARSEQA_KERNELS": "openvino"}).settings.kernels == "openvino"
+    assert parse_options(["--kernels", "sparseqa"], environ={"SPARSEQA_KERNELS": "openvino"}).settings.kernels == "sparseqa"
+    with pytest.raises(SystemExit):
+        parse_options([], environ={"SPARSEQA_KERNELS": "fastest"})
+    parser = build_parser()
+    for command in (["ask", "-q", "q", "-c", "c"], ["bench"], ["eval", "--data", "d.json"], ["export", "--out", "o"]):
+        assert parser.parse_args(command + ["--kernels", "openvino"]).kernels == "openvino"
+
+
+def test_eval_compare_leaves_out_the_sparse_kernels_where_they_cannot_load(tiny_sparse_model, monkeypatch):
+    from sparseqa.evaluate import compare_configurations, load_squad, run_configurations
+
+    monkeypatch.setenv("CXX", "/bin/false")  # a new build key whose build fails
+    questions = load_squad(Path(__file__).parent / "data" / "squad_tiny.json")[:2]
+    configurations = [c for c in compare_configurations(str(tiny_sparse_model), "unused") if c[1] == "openvino"]
+    reports: list[str] = []
+    runs = run_configurations(configurations, questions, "tiny", report=reports.append, progress=False)
+    assert [(run.precision, run.kernels) for run in runs] == [("fp32", "openvino"), ("int8", "openvino")]
+    assert any(line.startswith("  left out: the sparseqa kernels are unavailable") for line in reports)
