@@ -26,9 +26,10 @@ from .bench import TABLE_COLUMNS as BENCH_COLUMNS  # the service's TABLE_COLUMNS
 from .cli import KERNELS_HELP, SYNTHETIC_NOTE, UsageError, add_model_arguments, chosen_models, quiet_libraries
 from .decoding import DECODINGS, InputError
 from .evaluate import latest_result
+from . import native
 from .hardware import Machine, library_versions, machine
 from .models import ASSETS, DENSE_ID, SPARSE_ID, ModelLoadError, card_for, is_synthetic
-from .runtimes import KERNELS, PRECISIONS
+from .runtimes import KERNELS, PRECISIONS, QAEngine
 from .service import TABLE_COLUMNS, Comparison, Limits, QAService, Settings
 from .sparsity import SparsityReport, inspect_model
 from .timing import RequestTimeout
@@ -278,13 +279,24 @@ def machine_text(service: QAService, facts: PageFacts) -> str:
         ("OpenVINO default precision", cpu.openvino_default_precision),
         ("Sparse weight decompression", "available (AMX)" if cpu.sparse_weight_decompression else "not available"),
     ]
-    for role, engine in (("Sparse model", service.sparse), ("Dense baseline", service.dense)):
+    sparse = service.sparse
+    if sparse is not None and sparse.runtime == "openvino":
+        rows.append(("Sparse 1x4 kernels", sparse_kernels_text(sparse)))
+    for role, engine in (("Sparse model", sparse), ("Dense baseline", service.dense)):
         if engine is not None:
             rows.append((role, f"{engine.label}, {engine.threads} threads"))
             rows += [(f"{role} note", note) for note in engine.notes]
     versions = ", ".join(f"{name} {version}" for name, version in library_versions().items())
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
-    return f"| Property | Value |\n|---|---|\n{table}\n\n{cpu.speedup_story()}\n\nLibraries: {versions}."
+    kernel_isa = sparse.kernel_isa if sparse is not None and sparse.kernels == "sparseqa" else None
+    return f"| Property | Value |\n|---|---|\n{table}\n\n{cpu.speedup_story(kernel_isa)}\n\nLibraries: {versions}."
+
+
+def sparse_kernels_text(engine: QAEngine) -> str:
+    """Who computes the sparse model's int8 Linears: sparseqa's kernels and their ISA path, or OpenVINO's and why."""
+    if engine.kernels == "sparseqa":
+        return f"sparseqa's, {engine.kernel_isa} path (this CPU runs: {', '.join(native.cpu_isas())})"
+    return engine.kernel_fallback or "OpenVINO's own"
 
 
 def accuracy_table(service: QAService) -> pd.DataFrame:

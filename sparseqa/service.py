@@ -21,7 +21,7 @@ from .timing import LatencyStats, repeat
 
 log = logging.getLogger(__name__)
 
-TABLE_COLUMNS = ["model", "runtime", "precision", "tokens", "median ms", "p90 ms", "speedup vs dense PyTorch"]
+TABLE_COLUMNS = ["model", "runtime", "precision", "kernels", "tokens", "median ms", "p90 ms", "speedup vs dense PyTorch"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,7 @@ class Comparison:
                     card_for(answer.model).label,
                     answer.runtime,
                     answer.precision,
+                    answer.kernels + (f" {answer.kernel_isa}" if answer.kernel_isa else ""),
                     answer.tokens,
                     round(latency.median_ms, 1),
                     round(latency.p90_ms, 1),

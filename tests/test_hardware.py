@@ -34,3 +34,20 @@ def test_the_speedup_story_names_only_what_this_cpu_can_use(cpu, says, does_not_
         assert phrase in story
     for phrase in does_not_say:
         assert phrase not in story
+
+
+@pytest.mark.parametrize(
+    ("cpu", "isa", "says", "does_not_say"),
+    [
+        (AVX2_ONLY, "avx2", ["kernels (avx2)", "zeros themselves save time here", "int8 gains little"], ["no time"]),
+        (replace(AVX2_ONLY, avx512_vnni=True, amx=True), "avx512vnni", ["kernels (avx512vnni)", "through AVX-512 VNNI"],
+         ["decompresses", "int8 gains little"]),
+    ],
+    ids=["avx2-only", "amx"],
+)
+def test_with_sparseqas_kernels_the_story_says_the_zeros_save_time(cpu, isa, says, does_not_say):
+    story = cpu.speedup_story(isa)
+    for phrase in says:
+        assert phrase in story
+    for phrase in does_not_say:
+        assert phrase not in story

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,9 @@ from sparseqa.interface import (
     benchmark,
     build_demo,
     highlight_segments,
+    PageFacts,
     load_examples,
+    machine_text,
     parse_options,
     summary_text,
 )
@@ -317,3 +320,26 @@ def test_api_benchmark_returns_summary_table_and_plot(client):
     assert table["headers"][:4] == ["model", "runtime", "precision", "seq_len"]
     assert {row[3] for row in table["data"]} == {64}
     assert plot["type"] == "matplotlib" and plot["plot"]
+
+
+def test_about_this_machine_names_the_sparse_kernels_and_what_the_zeros_buy(service):
+    from sparseqa import native
+
+    isa = native.chosen_isa()
+    text = machine_text(service, PageFacts.gather(service))
+
+    assert service.sparse.kernels == "sparseqa"
+    assert f"| Sparse 1x4 kernels | sparseqa's, {isa} path (this CPU runs: {', '.join(native.cpu_isas())}) |" in text
+    assert f"1x4 block-sparse int8 kernels ({isa})" in text and "the zeros themselves save time here" in text
+    assert "save no time" not in text
+
+
+def test_about_this_machine_says_why_openvinos_kernels_run(service):
+    fallback = "OpenVINO kernels: the sparseqa kernels are unavailable (no C++ compiler found)"
+    sparse = copy.copy(service.sparse)
+    sparse.kernels, sparse.kernel_isa, sparse.kernel_fallback = "openvino", None, fallback
+    without = QAService(service.settings, sparse, service.dense)
+    text = machine_text(without, PageFacts.gather(without))
+
+    assert f"| Sparse 1x4 kernels | {fallback} |" in text
+    assert "1x4 block-sparse int8 kernels (" not in text

@@ -120,6 +120,7 @@ def test_the_comparison_table_has_a_row_per_model_and_the_dense_speedup_is_one(s
         "fp32",
     )
     assert (sparse["runtime"], sparse["precision"]) == ("openvino", "fp32")
+    assert (dense["kernels"], sparse["kernels"]) == ("pytorch", "openvino")
     assert dense["speedup vs dense PyTorch"] == 1.0
     expected = comparison.dense_latency.median_ms / comparison.sparse_latency.median_ms
     assert sparse["speedup vs dense PyTorch"] == round(expected, 2)
