@@ -461,8 +461,8 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                             label="Latency",
                             interactive=False,
                             wrap=True,
-                            column_widths=["19%", "13%", "14%", "11%", "12%", "10%", "21%"],
-                            scale=3,
+                            column_widths=["17%", "12%", "13%", "15%", "10%", "11%", "9%", "13%"],
+                            scale=2,
                             elem_id="latency",
                         )
                         chart = gr.BarPlot(
@@ -474,7 +474,7 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                             y_lim=[0, None],
                             x_title=" ",
                             label="Median latency (ms, lower is faster)",
-                            scale=2,
+                            scale=1,
                             elem_id="latency-chart",
                         )
                     with gr.Accordion("The full result as JSON (what the API returns)", open=False):
