@@ -3,8 +3,9 @@
 It reads an OpenVINO IR and replaces each MatMul whose weight is a constant with at least half of its 1x4 blocks
 (1 output row × 4 consecutive inputs) all zero by the custom op ``sparseqa.SparseQALinear`` (built from
 sparseqa/kernels/openvino), which holds the nonzero blocks in block-CSR form with per-output-row int8 scales.
-Attention, LayerNorm, GELU and everything else stay with OpenVINO (computing GELU or the residual Add inside the op
-was measured: no faster, since OpenVINO fuses them with their neighbours).
+A GELU (erf form) that follows a replaced Linear is computed inside the op, on each output tile while it is in
+cache, as OpenVINO fuses it into its own FullyConnected, and so is a per-feature constant Multiply after that GELU
+(NNCF's SmoothQuant scale of the next Linear's input). Attention, LayerNorm and everything else stay with OpenVINO.
 
 Starting from NNCF's int8 IR (what ``load_engine`` does) the op takes NNCF's int8 weights and per-row scales as they
 are, and is fed the input of the activation FakeQuantize: the op quantizes activations itself, per token. From an
@@ -70,11 +71,12 @@ def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCK_SPARS
         found = _sparse_linear(matmul, min_block_sparsity)
         if found is None:
             continue
-        activations, weights, output = found
+        activations, weights, output, activation, output_scale = found
         bias = np.zeros(weights.n, np.float32) if weights.bias is None else weights.bias
         arrays = (weights.row_ptr, weights.block_col, weights.values.reshape(-1), weights.scales, bias)
+        arrays += () if output_scale is None else (output_scale,)
         inputs = [activations] + [ops.constant(array) for array in arrays]
-        linear = factory.create(OP_TYPE, inputs, {})
+        linear = factory.create(OP_TYPE, inputs, {"activation": activation})
         linear.set_friendly_name(matmul.get_friendly_name())
         output.replace(linear.output(0))
         replaced.append(matmul.get_friendly_name())
@@ -93,7 +95,8 @@ def sparsify_ir(source_xml: Path, target_xml: Path, extension: Path) -> list[str
 
 
 def _sparse_linear(matmul, min_block_sparsity: float):
-    """(activation output, BlockCSR, output to replace) for a sparse Linear MatMul, or None to leave it alone."""
+    """(activation output, BlockCSR, output to replace, "gelu" or "none", output scale or None) for a sparse Linear
+    MatMul, or None to leave it alone."""
     attributes = matmul.get_attributes()
     if attributes.get("transpose_a") or not attributes.get("transpose_b"):
         return None
@@ -118,8 +121,31 @@ def _sparse_linear(matmul, min_block_sparsity: float):
             values = other.get_data()
             if values.size == n and values.shape[-1] == n:
                 bias, output = values.reshape(n), add.output(0)
+    activation, output_scale = "none", None
+    consumers = list(output.get_target_inputs())
+    if len(consumers) == 1 and consumers[0].get_node().get_type_name() == "Gelu":
+        gelu = consumers[0].get_node()
+        if str(gelu.get_attributes().get("approximation_mode", "")).upper() == "ERF":
+            output, activation = gelu.output(0), "gelu"
+            output_scale, output = _per_output_scale(output, n)
     packed = pack_bcsr(weight[0], bias) if weight[1] is None else int8_bcsr(weight[0], weight[1], bias)
-    return activations, packed, output
+    return activations, packed, output, activation, output_scale
+
+
+def _per_output_scale(output, n: int):
+    """(scale [n], its output) when ``output``'s one consumer multiplies it by a constant per feature (NNCF's
+    SmoothQuant scale for the next Linear: a separate pass over memory otherwise), else (None, ``output``)."""
+    consumers = list(output.get_target_inputs())
+    if len(consumers) != 1 or consumers[0].get_node().get_type_name() != "Multiply":
+        return None, output
+    multiply = consumers[0].get_node()
+    other = multiply.input(1 - consumers[0].get_index()).get_source_output().get_node()
+    if other.get_type_name() != "Constant" or other.get_output_size() != 1:
+        return None, output
+    values = other.get_data()
+    if values.size != n or values.shape[-1] != n or values.dtype != np.float32:
+        return None, output
+    return np.ascontiguousarray(values.reshape(n)), multiply.output(0)
 
 
 def _constant_weight(node) -> tuple[np.ndarray, np.ndarray | None] | None:
