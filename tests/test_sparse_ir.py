@@ -166,6 +166,19 @@ def test_pass_replaces_exactly_the_encoder_linears_of_the_tiny_sparse_model(core
     if precision == "int8":
         kinds = {node.get_type_name() for node in model.get_ordered_ops()}
         assert "FakeQuantize" in kinds  # attention stays int8 on OpenVINO
+        # Outside attention OpenVINO keeps fp32 even where its default precision is bf16; attention may go lower.
+        compiled = core.compile_model(target, "CPU", {"INFERENCE_NUM_THREADS": "1"})
+        runtime = [(node.get_rt_info()["layerType"].astype(str), node.get_rt_info()["runtimePrecision"].astype(str))
+                   for node in compiled.get_runtime_model().get_ordered_ops()]
+        assert {precision for kind, precision in runtime if kind in ("MVN", "Reference")} == {"f32"}
+        if native_bf16():
+            assert "bf16" in {precision for kind, precision in runtime if kind in ("Transpose", "Reshape")}
+
+
+def native_bf16() -> bool:
+    from sparseqa.hardware import machine
+
+    return machine().avx512_bf16 or machine().amx
 
 
 def tiny_inputs(engine) -> dict[str, np.ndarray]:
