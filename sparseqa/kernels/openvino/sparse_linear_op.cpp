@@ -1,7 +1,10 @@
 #include "sparse_linear_op.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <openvino/core/parallel.hpp>
 
@@ -131,8 +134,7 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
     const float* scale = inputs.size() > OUTPUT_SCALE ? inputs[OUTPUT_SCALE].data<const float>() : nullptr;
     OPENVINO_ASSERT(!scale || static_cast<int64_t>(inputs[OUTPUT_SCALE].get_size()) == n,
                     "SparseQALinear: output_scale needs one value per output");
-    ov::parallel_for(static_cast<size_t>(tasks), [&](size_t i) {
-        const int64_t task = static_cast<int64_t>(i);
+    auto compute = [&](int64_t task) {
         sq_compute_task(packed, quantized, m, output, task);
         if (gelu) {
             // While the task's output tile is still in L1 (a separate GELU node costs a pass over memory: ~5 ms of a
@@ -143,6 +145,27 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
             for (int64_t token = token_begin; token < token_end; ++token) {
                 gelu_erf(output + token * n + row_begin, scale ? scale + row_begin : nullptr,
                          static_cast<size_t>(row_end - row_begin));
+            }
+        }
+    };
+    // Each thread runs its own contiguous share of the tasks first (the library numbers them row chunk by row chunk,
+    // so a share reuses its weights from cache), then helps with what is left of the others' shares: on a shared
+    // machine a thread that lost its core would otherwise hold up the whole op.
+    struct alignas(64) Share {
+        std::atomic<int64_t> next{0};
+        int64_t end = 0;
+    };
+    const int threads = std::max(1, parallel_get_max_threads());
+    std::vector<Share> shares(static_cast<size_t>(threads));
+    for (int i = 0; i < threads; ++i) {
+        shares[i].next.store(tasks * i / threads, std::memory_order_relaxed);
+        shares[i].end = tasks * (i + 1) / threads;
+    }
+    ov::parallel_nt(threads, [&](int thread, int) {
+        for (int k = 0; k < threads; ++k) {
+            Share& share = shares[(thread + k) % threads];
+            for (int64_t task; (task = share.next.fetch_add(1, std::memory_order_relaxed)) < share.end;) {
+                compute(task);
             }
         }
     });
