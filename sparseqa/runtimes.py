@@ -392,10 +392,6 @@ def load_engine(
         notes.append(chosen.reason)
     if precision in ("fp32", "bf16"):
         ov_config["INFERENCE_PRECISION_HINT"] = "f32" if precision == "fp32" else "bf16"
-    elif chosen.sparse:
-        # The op reads and writes fp32: in OpenVINO's default bf16 for the rest of an int8 graph (on CPUs with
-        # bf16), every sparse Linear would sit between two bf16<->fp32 reorders and its output lose precision.
-        ov_config["INFERENCE_PRECISION_HINT"] = "f32"
     if sparse_decompression:
         ov_config["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] = "0.5"
         notes.append("sparse weight decompression on (AMX)")
@@ -447,7 +443,9 @@ def cache_key(
     if kernels is not None and kernels.sparse:
         from . import native
 
-        parts += [f"sq{native.build_key()}", kernels.isa]
+        from .sparse_ir import pass_key
+
+        parts += [f"sq{native.build_key()}{pass_key()}", kernels.isa]
     return "-".join(parts)
 
 

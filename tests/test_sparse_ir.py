@@ -3,6 +3,7 @@ load_engine's kernel choice, fallback and IR cache key."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,8 @@ def sparse_int8_weight(rng: np.random.Generator, n: int, k: int, density: float 
 
 
 def linear_model(layers: list[tuple[np.ndarray, np.ndarray]], k: int, gelu: bool = True):
-    """x [?, ?, k] → (MatMul(W^T) + b → GELU) per layer, the last without GELU: the shape of an encoder's Linears."""
+    """x [?, ?, k] → (MatMul(W^T) + b → GELU) per layer, the last without GELU (or with, for a single layer): the
+    shape of an encoder's Linears."""
     import openvino as ov
     from openvino import opset13 as ops
 
@@ -53,7 +55,7 @@ def linear_model(layers: list[tuple[np.ndarray, np.ndarray]], k: int, gelu: bool
     out = x
     for index, (weight, bias) in enumerate(layers):
         out = ops.add(ops.matmul(out, ops.constant(weight), False, True), ops.constant(bias))
-        if gelu and index < len(layers) - 1:
+        if gelu and (index < len(layers) - 1 or len(layers) == 1):
             out = ops.gelu(out, "erf")
     return ov.Model([out], [x], "linears")
 
@@ -75,9 +77,26 @@ def test_op_computes_what_the_kernel_reference_computes(core, extension, shape):
     x = rng.normal(size=shape + (64,)).astype(np.float32)
     x[..., 3] = 40.0  # one large activation per token: the quantization limit is reached
     expected = numpy_linear(pack_bcsr(weight, bias), x.reshape(-1, 64)).reshape(shape + (48,))
-    model = linear_model([(weight, bias)], 64)
+    model = linear_model([(weight, bias)], 64, gelu=False)
     assert len(sparsify(model, extension)) == 1 and op_count(model) == 1
     np.testing.assert_allclose(run(core, model, x), expected, rtol=1e-5, atol=1e-5)
+    # The GELU after it is computed inside the op, in erf form (to within its polynomial erf's 5e-7).
+    fused = linear_model([(weight, bias)], 64, gelu=True)
+    assert len(sparsify(fused, extension)) == 1
+    assert [node.get_attributes()["activation"] for node in fused.get_ordered_ops() if node.get_type_name() == OP_TYPE] == ["gelu"]
+    assert not any(node.get_type_name() == "Gelu" for node in fused.get_ordered_ops())
+    exact_gelu = 0.5 * expected * (1 + np.vectorize(math.erf)(expected.astype(np.float64) / math.sqrt(2)))
+    np.testing.assert_allclose(run(core, fused, x), exact_gelu, rtol=1e-5, atol=2e-6)
+    # So is a per-feature constant Multiply after the GELU (NNCF's SmoothQuant scale for the next Linear).
+    from openvino import opset13 as ops
+
+    scale = rng.uniform(0.5, 2.0, size=48).astype(np.float32)
+    scaled = linear_model([(weight, bias)], 64, gelu=True)
+    result = scaled.get_results()[0]
+    result.input(0).replace_source_output(ops.multiply(result.input_value(0), ops.constant(scale.reshape(1, 1, 48))).output(0))
+    assert len(sparsify(scaled, extension)) == 1
+    assert not any(node.get_type_name() in ("Gelu", "Multiply") for node in scaled.get_ordered_ops())
+    np.testing.assert_allclose(run(core, scaled, x), exact_gelu * scale, rtol=1e-5, atol=4e-6)
 
 
 def test_op_inside_a_small_model_stays_close_to_the_same_model_without_it(core, extension):
@@ -87,6 +106,7 @@ def test_op_inside_a_small_model_stays_close_to_the_same_model_without_it(core, 
     dense = linear_model(layers, 32)
     sparse = linear_model(layers, 32)
     assert len(sparsify(sparse, extension)) == 3 and op_count(sparse) == 3
+    assert not any(node.get_type_name() == "Gelu" for node in sparse.get_ordered_ops())
     x = rng.normal(size=(2, 50, 32)).astype(np.float32)
     expected, actual = run(core, dense, x), run(core, sparse, x)
     # The weights are exact in int8; only activations are rounded, to 1/254 of each token's largest |x| per element.
@@ -146,6 +166,19 @@ def test_pass_replaces_exactly_the_encoder_linears_of_the_tiny_sparse_model(core
     if precision == "int8":
         kinds = {node.get_type_name() for node in model.get_ordered_ops()}
         assert "FakeQuantize" in kinds  # attention stays int8 on OpenVINO
+        # Outside attention OpenVINO keeps fp32 even where its default precision is bf16; attention may go lower.
+        compiled = core.compile_model(target, "CPU", {"INFERENCE_NUM_THREADS": "1"})
+        runtime = [(node.get_rt_info()["layerType"].astype(str), node.get_rt_info()["runtimePrecision"].astype(str))
+                   for node in compiled.get_runtime_model().get_ordered_ops()]
+        assert {precision for kind, precision in runtime if kind in ("MVN", "Reference")} == {"f32"}
+        if native_bf16():
+            assert "bf16" in {precision for kind, precision in runtime if kind in ("Transpose", "Reshape")}
+
+
+def native_bf16() -> bool:
+    from sparseqa.hardware import machine
+
+    return machine().avx512_bf16 or machine().amx
 
 
 def tiny_inputs(engine) -> dict[str, np.ndarray]:

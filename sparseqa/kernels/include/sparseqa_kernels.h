@@ -65,6 +65,10 @@ SQ_API int64_t sq_quantize_task_count(const sq_plan* plan, int64_t m);
 SQ_API int sq_quantize_task(const sq_plan* plan, const float* x, int64_t m, void* workspace, int64_t task);
 SQ_API int64_t sq_compute_task_count(const sq_plan* plan, int64_t m);
 SQ_API int sq_compute_task(const sq_plan* plan, const void* workspace, int64_t m, float* y, int64_t task);
+/* The output tile compute task ``task`` writes: tokens [token_begin, token_end) x outputs [row_begin, row_end), so a
+ * host can apply an elementwise post-op to it while it is still in cache. Returns 0, or -1 on bad arguments. */
+SQ_API int sq_compute_task_tile(const sq_plan* plan, int64_t m, int64_t task, int64_t* token_begin,
+                                int64_t* token_end, int32_t* row_begin, int32_t* row_end);
 
 /* The same result by the plainest loops: what every ISA kernel is tested against. */
 SQ_API int sq_linear_reference(const sq_bcsr* weights, const float* x, int64_t m, float* y);

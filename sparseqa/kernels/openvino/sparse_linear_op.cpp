@@ -1,24 +1,36 @@
 #include "sparse_linear_op.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <openvino/core/parallel.hpp>
 
+#include "gelu.hpp"
 #include "sparseqa_kernels.h"
 
 namespace sparseqa {
 
 namespace {
-enum Input { X, ROW_PTR, BLOCK_COL, VALUES, SCALES, BIAS, INPUT_COUNT };
+enum Input { X, ROW_PTR, BLOCK_COL, VALUES, SCALES, BIAS, INPUT_COUNT, OUTPUT_SCALE = INPUT_COUNT };
 }
 
-SparseQALinear::SparseQALinear(const ov::OutputVector& arguments) : Op(arguments) {
+SparseQALinear::SparseQALinear(const ov::OutputVector& arguments, std::string activation)
+    : Op(arguments), m_activation(std::move(activation)) {
     constructor_validate_and_infer_types();
 }
 
 void SparseQALinear::validate_and_infer_types() {
-    NODE_VALIDATION_CHECK(this, get_input_size() == INPUT_COUNT, "expects 6 inputs: x, row_ptr, block_col, values, scales, bias");
+    NODE_VALIDATION_CHECK(this, get_input_size() == INPUT_COUNT || get_input_size() == INPUT_COUNT + 1,
+                          "expects 6 or 7 inputs: x, row_ptr, block_col, values, scales, bias[, output_scale]");
+    NODE_VALIDATION_CHECK(this, m_activation == "none" || m_activation == "gelu", "activation must be none or gelu, got ",
+                          m_activation);
+    if (get_input_size() > OUTPUT_SCALE) {
+        NODE_VALIDATION_CHECK(this, m_activation == "gelu", "output_scale needs activation gelu");
+        NODE_VALIDATION_CHECK(this, get_input_element_type(OUTPUT_SCALE) == ov::element::f32, "output_scale must be f32");
+    }
     const ov::element::Type expected[INPUT_COUNT] = {ov::element::f32, ov::element::i32, ov::element::i32,
                                                      ov::element::i8,  ov::element::f32, ov::element::f32};
     for (size_t i = 0; i < INPUT_COUNT; ++i) {
@@ -39,10 +51,11 @@ void SparseQALinear::validate_and_infer_types() {
 
 std::shared_ptr<ov::Node> SparseQALinear::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     check_new_args_count(this, new_args);
-    return std::make_shared<SparseQALinear>(new_args);
+    return std::make_shared<SparseQALinear>(new_args, m_activation);
 }
 
-bool SparseQALinear::visit_attributes(ov::AttributeVisitor&) {
+bool SparseQALinear::visit_attributes(ov::AttributeVisitor& visitor) {
+    visitor.on_attribute("activation", m_activation);
     return true;
 }
 
@@ -115,8 +128,46 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
     ov::parallel_for(static_cast<size_t>(sq_quantize_task_count(packed, m)), [&](size_t task) {
         sq_quantize_task(packed, input, m, quantized, static_cast<int64_t>(task));
     });
-    ov::parallel_for(static_cast<size_t>(sq_compute_task_count(packed, m)), [&](size_t task) {
-        sq_compute_task(packed, quantized, m, output, static_cast<int64_t>(task));
+    const int64_t tasks = sq_compute_task_count(packed, m);
+    const bool gelu = m_activation == "gelu";
+    const int64_t n = sq_plan_n(packed);
+    const float* scale = inputs.size() > OUTPUT_SCALE ? inputs[OUTPUT_SCALE].data<const float>() : nullptr;
+    OPENVINO_ASSERT(!scale || static_cast<int64_t>(inputs[OUTPUT_SCALE].get_size()) == n,
+                    "SparseQALinear: output_scale needs one value per output");
+    auto compute = [&](int64_t task) {
+        sq_compute_task(packed, quantized, m, output, task);
+        if (gelu) {
+            // While the task's output tile is still in L1 (a separate GELU node costs a pass over memory: ~5 ms of a
+            // 384-token BERT-base request on one core).
+            int64_t token_begin, token_end;
+            int32_t row_begin, row_end;
+            sq_compute_task_tile(packed, m, task, &token_begin, &token_end, &row_begin, &row_end);
+            for (int64_t token = token_begin; token < token_end; ++token) {
+                gelu_erf(output + token * n + row_begin, scale ? scale + row_begin : nullptr,
+                         static_cast<size_t>(row_end - row_begin));
+            }
+        }
+    };
+    // Each thread runs its own contiguous share of the tasks first (the library numbers them row chunk by row chunk,
+    // so a share reuses its weights from cache), then helps with what is left of the others' shares: on a shared
+    // machine a thread that lost its core would otherwise hold up the whole op.
+    struct alignas(64) Share {
+        std::atomic<int64_t> next{0};
+        int64_t end = 0;
+    };
+    const int threads = std::max(1, parallel_get_max_threads());
+    std::vector<Share> shares(static_cast<size_t>(threads));
+    for (int i = 0; i < threads; ++i) {
+        shares[i].next.store(tasks * i / threads, std::memory_order_relaxed);
+        shares[i].end = tasks * (i + 1) / threads;
+    }
+    ov::parallel_nt(threads, [&](int thread, int) {
+        for (int k = 0; k < threads; ++k) {
+            Share& share = shares[(thread + k) % threads];
+            for (int64_t task; (task = share.next.fetch_add(1, std::memory_order_relaxed)) < share.end;) {
+                compute(task);
+            }
+        }
     });
     return true;
 }

@@ -372,6 +372,20 @@ int sq_compute_task(const sq_plan* plan, const void* workspace, int64_t m, float
     return 0;
 }
 
+int sq_compute_task_tile(const sq_plan* plan, int64_t m, int64_t task, int64_t* token_begin, int64_t* token_end,
+                         int32_t* row_begin, int32_t* row_end) {
+    if (!plan || !token_begin || !token_end || !row_begin || !row_end || task < 0 ||
+        task >= sq_compute_task_count(plan, m))
+        return -1;
+    const Plan& p = plan->plan;
+    const int32_t rows = rows_per_task(p, m);
+    *token_begin = task % token_blocks(m) * TOKEN_BLOCK;
+    *token_end = std::min<int64_t>(m, *token_begin + TOKEN_BLOCK);
+    *row_begin = static_cast<int32_t>(task / token_blocks(m)) * rows;
+    *row_end = std::min(p.n, *row_begin + rows);
+    return 0;
+}
+
 int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int threads) {
     if (!plan || m < 0 || (m > 0 && (!x || !y)) || threads < 0) return -1;
     if (m == 0 || plan->plan.n == 0) return 0;
