@@ -49,8 +49,34 @@ FILLERS = (
     "Historians disagree about how much of the story is true.",
     "The family kept a small garden behind the house.",
     "A painting of the harbour from that period hangs in the library.",
+    "Neighbours described the household as quiet and orderly.",
+    "The summers were short but warm enough for two harvests.",
+    "Most of the furniture from the old house has since been sold.",
+    "A diary from those years was found in an attic much later.",
+    "The church bells were melted down during a long war.",
+    "Bread and salt fish were the usual meal on weekdays.",
+    "Some accounts of the period were written down only decades afterwards.",
+    "The old road along the coast was washed away by storms.",
+    "People in the area still tell stories about that time.",
+    "The school had a single room and one stove for heating.",
+    "Prices rose sharply after a poor harvest.",
+    "A travelling theatre company visited every autumn.",
+    "The harbour froze over in the coldest winters.",
+    "Several photographs from that era are kept in a museum.",
+    "Wolves were still seen in the forests at the time.",
+    "The postal service reached the valley only once a week.",
+    "A small fair with music and dancing was held each spring.",
+    "The mill by the stream ground grain for the whole district.",
+    "Many young people left to find work in the cities.",
+    "Fishing boats were repaired on the beach during the winter.",
+    "The town council met in a room above the bakery.",
+    "Rain fell for most of that year, and the fields flooded twice.",
+    "A new bridge shortened the journey to the coast by a day.",
+    "Local songs from the period are still sung at weddings.",
 )
 LONG_PASSAGE_EVERY = 5
+PERSON_FACT_KINDS = 8
+PLACE_FACT_KINDS = 3
 
 
 @dataclass(frozen=True)
@@ -92,7 +118,7 @@ def _date(rng: random.Random, year: int) -> str:
 
 
 def _person_facts(rng: random.Random, name: str, people: list[str], places: list[str]) -> list[_Fact]:
-    """Facts about one person; each names the person, so its questions can only be answered from that sentence."""
+    """One fact of every kind about one person, always in the same order of kinds."""
     born = rng.randint(1700, 1920)
     birthplace, home, wedding = rng.sample(places, 3)
     # Someone outside the passage: a spouse who is also a subject there could be "married" twice, inconsistently.
@@ -151,10 +177,11 @@ def _person_facts(rng: random.Random, name: str, people: list[str], places: list
                          f"How old did {name} live to be?")),),
         ),
     ]
-    return rng.sample(candidates, rng.randint(2, 4))
+    return candidates
 
 
 def _place_facts(rng: random.Random, place: str, places: list[str]) -> list[_Fact]:
+    """One fact of every kind about one place, always in the same order of kinds."""
     other = rng.choice([town for town in places if town != place])
     river = f"{rng.choice(RIVERS)} River"
     building = rng.choice(BUILDINGS)
@@ -178,18 +205,27 @@ def _place_facts(rng: random.Random, place: str, places: list[str]) -> list[_Fac
             ((str(population), (f"What is the population of {place}?", f"How many people live in {place}?")),),
         ),
     ]
-    return rng.sample(candidates, rng.randint(1, 2))
+    return candidates
 
 
 def generate_passage(rng: random.Random, index: int, *, long: bool = False) -> Passage:
-    """One passage with several people's and places' facts (many more when ``long``) and one question per answer."""
-    people_count = rng.randint(8, 12) if long else rng.randint(2, 3)
+    """One passage of facts about one person (several when ``long``), a few places, and filler sentences.
+
+    Each kind of fact appears at most once in a passage, so a question is answered by reading which fact it asks
+    for (born, moved, married, founded...) wherever that fact stands, not by guessing among look-alike answers.
+    """
     surnames, places = _surnames(), _places()
+    people_count = rng.randint(3, 4) if long else 1
     people = [f"{first} {last}" for first, last in zip(rng.sample(FIRST_NAMES, people_count), rng.sample(surnames, people_count))]
-    facts = [fact for person in people for fact in _person_facts(rng, person, people, places)]
-    for place in rng.sample(places, rng.randint(3, 5) if long else rng.randint(0, 2)):
-        facts += _place_facts(rng, place, places)
-    facts += [_Fact(filler, ()) for filler in rng.sample(FILLERS, rng.randint(4, 8) if long else rng.randint(0, 2))]
+    person_kinds = list(range(PERSON_FACT_KINDS))
+    rng.shuffle(person_kinds)
+    if not long:
+        person_kinds = person_kinds[: rng.randint(3, 6)]
+    known = [_person_facts(rng, person, people, places) for person in people]
+    facts = [known[position % people_count][kind] for position, kind in enumerate(person_kinds)]
+    place_kinds = rng.sample(range(PLACE_FACT_KINDS), PLACE_FACT_KINDS if long else rng.randint(0, 2))
+    facts += [_place_facts(rng, rng.choice(places), places)[kind] for kind in place_kinds]
+    facts += [_Fact(filler, ()) for filler in rng.sample(FILLERS, rng.randint(26, 32) if long else rng.randint(0, 3))]
     rng.shuffle(facts)
     context, questions = "", []
     for fact in facts:
