@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import qadata
+from .calibration import MODEL_PAIRS_FILE
 from .decoding import MAX_LENGTH, STRIDE
 
 HIDDEN = 128
@@ -43,6 +44,7 @@ LONG_PASSAGE_QUESTIONS = 4
 HELDOUT_PASSAGES = 40
 HELDOUT_QUESTIONS_PER_PASSAGE = 8
 HELDOUT_FILE = "heldout-squad-v1.1.json"
+CALIBRATION_PAIRS = 300
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
@@ -322,6 +324,9 @@ def train_tiny(
     model.eval().save_pretrained(out)
     tokenizer.save_pretrained(out)
     heldout_questions = qadata.write_squad(heldout, out / HELDOUT_FILE)
+    # int8 calibrates on the model's own kind of text, as the hub models calibrate on SQuAD train.
+    calibration = [[passage.questions[0].question, passage.context] for passage in train[:CALIBRATION_PAIRS]]
+    (out / MODEL_PAIRS_FILE).write_text(json.dumps(calibration, ensure_ascii=False), encoding="utf-8")
     record = {"trained": True, "seed": seed, "steps": steps, "sparsity": SPARSITY, "block": BLOCK, "code": code_version()}
     (out / "sparseqa.json").write_text(json.dumps(record))
     exact_match, f1 = _heldout_scores(out) if score else (None, None)
