@@ -1,9 +1,9 @@
 """Question/passage pairs that int8 quantization calibrates on.
 
 SQuAD v1.1 train samples when the Hugging Face hub is reachable (the data the models were fine-tuned on), the
-bundled examples otherwise. A model directory that ships its own training pairs (``MODEL_PAIRS_FILE``, as
-``train-tiny`` writes) calibrates on those: its training data, as SQuAD train is the hub models'. ``SPARSEQA_CALIBRATION=examples`` forces the bundled examples, which makes an int8
-build reproducible offline.
+bundled examples otherwise. ``SPARSEQA_CALIBRATION=examples`` forces the bundled examples, which makes an int8
+build reproducible offline. A model directory that ships its own training pairs (``MODEL_PAIRS_FILE``, as
+``train-tiny`` writes) calibrates on those whatever the mode: its training data, as SQuAD train is the hub models'.
 """
 
 from __future__ import annotations
