@@ -401,7 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", required=True, help="directory to write (model, tokenizer, held-out SQuAD file)")
     train.add_argument("--seed", type=int, default=0, help="the same seed gives the same data and weights (default 0)")
-    train.add_argument("--steps", type=int, default=DEFAULT_TINY_STEPS, help=f"training steps (default {DEFAULT_TINY_STEPS})")
+    train.add_argument(
+        "--steps", type=int, default=DEFAULT_TINY_STEPS, help=f"training steps (default {DEFAULT_TINY_STEPS})"
+    )
     train.set_defaults(run=cmd_train_tiny)
     return parser
 

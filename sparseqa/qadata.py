@@ -216,7 +216,8 @@ def generate_passage(rng: random.Random, index: int, *, long: bool = False) -> P
     """
     surnames, places = _surnames(), _places()
     people_count = rng.randint(3, 4) if long else 1
-    people = [f"{first} {last}" for first, last in zip(rng.sample(FIRST_NAMES, people_count), rng.sample(surnames, people_count))]
+    first_names = rng.sample(FIRST_NAMES, people_count)
+    people = [f"{first} {last}" for first, last in zip(first_names, rng.sample(surnames, people_count))]
     person_kinds = list(range(PERSON_FACT_KINDS))
     rng.shuffle(person_kinds)
     if not long:
@@ -240,7 +241,10 @@ def generate_passage(rng: random.Random, index: int, *, long: bool = False) -> P
 def generate(seed: str, passages: int) -> list[Passage]:
     """``passages`` passages from ``seed``; every fifth is longer than one 384-token window."""
     rng = random.Random(seed)  # a str seed is hashed with SHA-512: the same passages in every process
-    return [generate_passage(rng, index, long=index % LONG_PASSAGE_EVERY == LONG_PASSAGE_EVERY - 1) for index in range(passages)]
+    return [
+        generate_passage(rng, index, long=index % LONG_PASSAGE_EVERY == LONG_PASSAGE_EVERY - 1)
+        for index in range(passages)
+    ]
 
 
 def write_squad(passages: list[Passage], path: Path) -> int:

@@ -1,10 +1,10 @@
 """A small 80% 1x4 block-sparse BERT QA model, trained here on CPU in minutes: a test instrument with real answers.
 
 ``train_tiny`` generates an extractive-QA set (``qadata``), builds a WordPiece vocabulary from it, trains a 4-layer,
-128-wide BERT (4 heads, 512 intermediate) for question answering from scratch, prunes every encoder Linear gradually to 80% all-zero 1x4 blocks
-(by block L2 norm: 4 consecutive input weights of one output row) and fine-tunes it with the mask fixed. Its answers
-mean something, so quantization, decoding and kernel changes can be judged on answers, not only on logits; its EM/F1
-say nothing about the real model's.
+128-wide BERT (4 heads, 512 intermediate) for question answering from scratch, prunes every encoder Linear gradually
+to 80% all-zero 1x4 blocks (by block L2 norm: 4 consecutive input weights of one output row) and fine-tunes it with
+the mask fixed. Its answers mean something, so quantization, decoding and kernel changes can be judged on answers,
+not only on logits; its EM/F1 say nothing about the real model's.
 
 The same seed gives the same data, vocabulary and weights (on the same machine and library versions).
 """
@@ -125,13 +125,11 @@ def _heldout(seed: int) -> list[qadata.Passage]:
     """The held-out passages, each with a few of its questions chosen at random (answers anywhere in the passage)."""
     rng = random.Random(f"sparseqa-heldout-questions-{seed}")
     passages = qadata.generate(f"sparseqa-heldout-{seed}", HELDOUT_PASSAGES)
-    return [
-        dataclasses.replace(
-            passage,
-            questions=tuple(sorted(rng.sample(passage.questions, min(HELDOUT_QUESTIONS_PER_PASSAGE, len(passage.questions))), key=lambda q: q.answer_start)),
-        )
-        for passage in passages
-    ]
+    chosen = []
+    for passage in passages:
+        asked = rng.sample(passage.questions, min(HELDOUT_QUESTIONS_PER_PASSAGE, len(passage.questions)))
+        chosen.append(dataclasses.replace(passage, questions=tuple(sorted(asked, key=lambda q: q.answer_start))))
+    return chosen
 
 
 def _training_passages(seed: int, steps: int) -> list[qadata.Passage]:
@@ -275,7 +273,9 @@ def train_tiny(
     heldout = _heldout(seed)
     # Passages until there are enough questions for every step's batch once (more steps see each one again).
     train = _training_passages(seed, steps)
-    vocab = build_vocab([text for passage in train + heldout for text in (passage.context, *(q.question for q in passage.questions))])
+    texts = [passage.context for passage in train + heldout]
+    texts += [q.question for passage in train + heldout for q in passage.questions]
+    vocab = build_vocab(texts)
     tokenizer = build_tokenizer(vocab)
     features = _features(tokenizer, train)
     batches = _batches(features, steps, random.Random(f"sparseqa-batches-{seed}"))
@@ -328,7 +328,8 @@ def train_tiny(
     # int8 calibrates on the model's own kind of text, as the hub models calibrate on SQuAD train.
     calibration = [[passage.questions[0].question, passage.context] for passage in train[:CALIBRATION_PAIRS]]
     (out / MODEL_PAIRS_FILE).write_text(json.dumps(calibration, ensure_ascii=False), encoding="utf-8")
-    record = {"trained": True, "seed": seed, "steps": steps, "sparsity": SPARSITY, "block": BLOCK, "code": code_version()}
+    record = {"trained": True, "seed": seed, "steps": steps, "sparsity": SPARSITY, "block": BLOCK}
+    record["code"] = code_version()
     (out / "sparseqa.json").write_text(json.dumps(record))
     exact_match, f1 = _heldout_scores(out) if score else (None, None)
     long_passages = sum(
@@ -415,4 +416,5 @@ def cached_tiny_model(root: Path, *, seed: int = 0, report: Callable[[str], None
 
 
 def _is_trained(directory: Path) -> bool:
-    return all((directory / name).is_file() for name in ("model.safetensors", "tokenizer.json", HELDOUT_FILE, "sparseqa.json"))
+    names = ("model.safetensors", "tokenizer.json", HELDOUT_FILE, "sparseqa.json")
+    return all((directory / name).is_file() for name in names)
