@@ -2,7 +2,8 @@
 
 SQuAD v1.1 train samples when the Hugging Face hub is reachable (the data the models were fine-tuned on), the
 bundled examples otherwise. ``SPARSEQA_CALIBRATION=examples`` forces the bundled examples, which makes an int8
-build reproducible offline.
+build reproducible offline. A model directory that ships its own training pairs (``MODEL_PAIRS_FILE``, as
+``train-tiny`` writes) calibrates on those whatever the mode: its training data, as SQuAD train is the hub models'.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 
 from .models import ASSETS
 
 log = logging.getLogger(__name__)
+
+MODEL_PAIRS_FILE = "sparseqa-calibration-pairs.json"
 
 
 def example_pairs() -> list[tuple[str, str]]:
@@ -41,8 +45,11 @@ def calibration_mode() -> str:
     return "auto"
 
 
-def calibration_pairs(count: int) -> tuple[list[tuple[str, str]], str]:
+def calibration_pairs(count: int, model_dir: Path | None = None) -> tuple[list[tuple[str, str]], str]:
     """Up to ``count`` calibration pairs and the name of where they came from."""
+    if model_dir is not None and (model_dir / MODEL_PAIRS_FILE).is_file():
+        pairs = json.loads((model_dir / MODEL_PAIRS_FILE).read_text(encoding="utf-8"))
+        return [(question, passage) for question, passage in pairs[:count]], "generated training"
     if calibration_mode() == "auto":
         try:
             return squad_train_pairs(count), "SQuAD v1.1 train"

@@ -19,6 +19,7 @@ from .decoding import DECODINGS, RUN_QA, RUN_QA_NO_SPAN, InputError
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, ModelLoadError, card_for
 from .runtimes import KERNELS, PRECISIONS, RUNTIMES, default_precision
 from .timing import RequestTimeout
+from .tinytrain import DEFAULT_STEPS as DEFAULT_TINY_STEPS
 
 SYNTHETIC_NOTE = "synthetic models have random weights: the answers are meaningless, the latencies are real"
 
@@ -397,6 +398,24 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_tiny(args: argparse.Namespace) -> int:
+    """Train the small 80% 1x4-sparse QA model on generated questions; write it and its held-out questions."""
+    from transformers.utils import logging as transformers_logging
+
+    from .tinytrain import train_tiny
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not an empty directory: choose a new directory")
+    if args.steps < 1:
+        raise UsageError("--steps must be at least 1")
+    transformers_logging.disable_progress_bar()
+    summary = train_tiny(out, seed=args.seed, steps=args.steps)
+    print("\n".join(summary.lines()))
+    print(f"try: python -m sparseqa eval --compare --model {out} --dense-model {out} --data {summary.heldout_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = argparse.ArgumentParser(
@@ -491,6 +510,16 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--predictions", required=True, metavar="PRED.json", help="{question id: answer text}")
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.set_defaults(run=cmd_score)
+
+    train = commands.add_parser(
+        "train-tiny", help="train a small 80%% 1x4-sparse QA model on generated questions (a test instrument, minutes)"
+    )
+    train.add_argument("--out", required=True, help="directory to write (model, tokenizer, held-out SQuAD file)")
+    train.add_argument("--seed", type=int, default=0, help="the same seed gives the same data and weights (default 0)")
+    train.add_argument(
+        "--steps", type=int, default=DEFAULT_TINY_STEPS, help=f"training steps (default {DEFAULT_TINY_STEPS})"
+    )
+    train.set_defaults(run=cmd_train_tiny)
     return parser
 
 

@@ -472,7 +472,7 @@ def cached_ir(
                 sparse_kernel_ir(source, staging, kernels.extension)
             elif quantized:
                 source = cached_ir(local, tokenizer, quantized=False, calibration_samples=calibration_samples)
-                quantize_int8(source, tokenizer, staging, calibration_samples)
+                quantize_int8(source, tokenizer, staging, calibration_samples, model_dir=local.path)
             else:
                 export_ir(local, staging)
         tokenizer.save_pretrained(staging)
@@ -495,12 +495,15 @@ def export_ir(local: LocalModel, out_dir: Path) -> None:
     ov_model.save_pretrained(out_dir)
 
 
-def quantize_int8(fp32_dir: Path, tokenizer, out_dir: Path, calibration_samples: int) -> None:
-    """Post-training int8 quantization with NNCF, calibrated on tokenized question/passage pairs."""
+def quantize_int8(
+    fp32_dir: Path, tokenizer, out_dir: Path, calibration_samples: int, *, model_dir: Path | None = None
+) -> None:
+    """Post-training int8 quantization with NNCF, calibrated on tokenized question/passage pairs (the model's own,
+    when ``model_dir`` ships them)."""
     import nncf
     import openvino as ov
 
-    pairs, source = calibration_pairs(calibration_samples)
+    pairs, source = calibration_pairs(calibration_samples, model_dir)
     log.info("quantizing to int8 with NNCF on %d %s question/passage windows", len(pairs), source)
     core = ov.Core()
     model = core.read_model(fp32_dir / "openvino_model.xml")

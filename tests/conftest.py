@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 # asked: set before sparseqa reads it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("SPARSEQA_CALIBRATION", "examples")
+# The trained tiny model takes minutes to build, so unlike everything else it outlives the session: kept under the
+# user's cache (SPARSEQA_TEST_MODELS moves it), keyed by seed and training-code version, built once per machine.
+TRAINED_MODELS = Path(
+    os.environ.get("SPARSEQA_TEST_MODELS")
+    or Path(os.environ.get("SPARSEQA_CACHE") or Path.home() / ".cache" / "sparseqa") / "test-models"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,6 +85,15 @@ def tiny_sparse_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_dense_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny dense QA model (random weights, no pruning)."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-dense"), sparse=False, seed=2)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model() -> Path:
+    """Directory of the small QA model trained on generated questions and pruned to 80% 1x4 blocks (answers that
+    mean something), with its held-out questions in ``tinytrain.HELDOUT_FILE``; built once, then reused."""
+    from sparseqa.tinytrain import cached_tiny_model
+
+    return cached_tiny_model(TRAINED_MODELS, seed=0)
 
 
 @dataclass(frozen=True)
