@@ -2,7 +2,7 @@
 
 The quality tests run ``eval --compare`` once on the trained model's held-out questions, as a user would: the pruned
 model answers well above chance, OpenVINO fp32 gives PyTorch fp32's answers (>= 99%), and int8 keeps them (>= 95%
-agreement, <= 2 F1 lost).
+agreement, <= 2 F1 lost), on OpenVINO's kernels and on sparseqa's 1x4 sparse kernels alike.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def test_trained_model_is_80_percent_1x4_block_sparse_in_every_encoder_linear(tr
 @pytest.fixture(scope="module")
 def compared(trained_tiny_model, tmp_path_factory) -> dict:
     """``eval --compare`` on the held-out questions, the trained model as both the sparse and the "dense" model:
-    PyTorch fp32, OpenVINO fp32 and OpenVINO int8 of the same weights. Its stdout and the JSON it wrote."""
+    PyTorch fp32, OpenVINO fp32, and OpenVINO int8 on OpenVINO's and on sparseqa's kernels, all of the same weights.
+    Its stdout and the JSON it wrote."""
     out = tmp_path_factory.mktemp("compare") / "compare.json"
     model = str(trained_tiny_model)
     result = subprocess.run(
@@ -112,16 +113,26 @@ def compared(trained_tiny_model, tmp_path_factory) -> dict:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     written = json.loads(out.read_text(encoding="utf-8"))
-    pytorch, openvino, int8 = written["configurations"]
-    return {"stdout": result.stdout, "pytorch": pytorch, "openvino": openvino, "int8": int8, "n": written["n"]}
+    pytorch, openvino, int8, sparse_kernels = written["configurations"]
+    return {
+        "stdout": result.stdout,
+        "pytorch": pytorch,
+        "openvino": openvino,
+        "int8": int8,
+        "sparse_kernels": sparse_kernels,
+        "n": written["n"],
+    }
 
 
 def test_eval_compare_prints_every_configuration_of_the_trained_model(compared, trained_tiny_model):
     lines = compared["stdout"].splitlines()
     header = next(line for line in lines if line.strip().startswith("configuration"))
-    rows = lines[lines.index(header) + 1 : lines.index(header) + 4]
-    assert [row.split("·")[0].strip() for row in rows] == [trained_tiny_model.name] * 3
-    assert ["pytorch fp32" in rows[0], "openvino fp32" in rows[1], "openvino int8" in rows[2]] == [True] * 3
+    rows = lines[lines.index(header) + 1 : lines.index(header) + 5]
+    assert [row.split("·")[0].strip() for row in rows] == [trained_tiny_model.name] * 4
+    assert "pytorch fp32" in rows[0] and "openvino fp32" in rows[1]
+    assert "openvino int8" in rows[2] and "sparseqa kernels" not in rows[2]
+    assert "openvino int8" in rows[3] and "sparseqa kernels" in rows[3]
+    assert compared["sparse_kernels"]["kernels"] == "sparseqa"
     assert compared["n"] == len(load_squad(trained_tiny_model / HELDOUT_FILE))
 
 
@@ -141,6 +152,7 @@ def test_openvino_fp32_gives_pytorch_fp32_answers(compared):
     assert compared["openvino"]["agreement"] == 100
 
 
-def test_openvino_int8_keeps_the_fp32_answers(compared):
-    assert compared["int8"]["agreement"] >= 95
-    assert compared["int8"]["f1"] >= compared["openvino"]["f1"] - 2
+@pytest.mark.parametrize("configuration", ["int8", "sparse_kernels"], ids=["openvino-kernels", "sparseqa-kernels"])
+def test_openvino_int8_keeps_the_fp32_answers(compared, configuration):
+    assert compared[configuration]["agreement"] >= 95
+    assert compared[configuration]["f1"] >= compared["openvino"]["f1"] - 2
