@@ -505,9 +505,14 @@ def _saved_ns(path: Path) -> int:
 
 
 def latest_result(
-    model: str, *, runtime: str | None = None, precision: str | None = None, decoding: str | None = None
+    model: str,
+    *,
+    runtime: str | None = None,
+    precision: str | None = None,
+    decoding: str | None = None,
+    kernels: str | None = None,
 ) -> dict | None:
-    """The most recent saved eval result for ``model`` (optionally on one runtime/precision/decoding), or None.
+    """The most recent saved eval result for ``model`` (optionally on one runtime/precision/decoding/kernels), or None.
 
     The dict has ``date``, ``runtime``, ``precision``, ``decoding``, ``n``, ``exact_match``, ``f1``, ``data`` (and
     the rest of ``EvalRun.summary()``). Results saved before decodings were recorded have no ``decoding`` and match
@@ -527,6 +532,9 @@ def latest_result(
         if precision is not None and result.get("precision") != precision:
             continue
         if decoding is not None and result.get("decoding") != decoding:
+            continue
+        # Results saved before kernels were recorded ran on their runtime's own kernels.
+        if kernels is not None and result.get("kernels", result.get("runtime")) != kernels:
             continue
         found.append((str(result.get("date", "")), _saved_ns(path), result))
     if not found:

@@ -301,7 +301,7 @@ def sparse_kernels_text(engine: QAEngine) -> str:
 
 def accuracy_table(service: QAService) -> pd.DataFrame:
     """SQuAD v1.1 EM/F1: what the two published models' cards report, and the latest ``sparseqa eval`` result
-    measured here with each decoding for each loaded model at the runtime and precision the page runs it.
+    measured here with each decoding for each loaded model at the runtime, precision and kernels the page runs it.
 
     Read on every page load, so an ``eval`` that finishes while the demo runs shows up on the next visit.
     """
@@ -312,14 +312,19 @@ def accuracy_table(service: QAService) -> pd.DataFrame:
     for engine in (engine for engine in (service.sparse, service.dense) if engine is not None):
         for decoding in DECODINGS:
             result = latest_result(
-                engine.model_id, runtime=engine.runtime, precision=engine.precision, decoding=decoding
+                engine.model_id,
+                runtime=engine.runtime,
+                precision=engine.precision,
+                decoding=decoding,
+                kernels=engine.kernels,
             )
             if result is not None:
                 rows.append(
                     [
                         card_for(engine.model_id).label,
                         "measured here",
-                        f"{result['runtime']} {result['precision']}",
+                        f"{result['runtime']} {result['precision']}"
+                        + (" · sparseqa kernels" if engine.kernels == "sparseqa" else ""),
                         decoding,
                         round(result["exact_match"], 2),
                         round(result["f1"], 2),

@@ -635,6 +635,13 @@ def test_latest_result_picks_the_newest_matching_result(monkeypatch, tmp_path):
     save_result(demo)
     assert latest_result(SPARSE_ID, precision="fp32", decoding="demo") == demo
     assert latest_result(SPARSE_ID, precision="fp32", decoding="run_qa") == newer_same_second
+    sparse_kernels = _run(model=SPARSE_ID, precision="int8", kernels="sparseqa", exact_match=6.0).summary()
+    save_result(sparse_kernels)
+    assert latest_result(SPARSE_ID, precision="int8", kernels="sparseqa") == sparse_kernels
+    assert latest_result(SPARSE_ID, precision="int8", kernels="openvino") == int8
+    unrecorded = {key: value for key, value in int8.items() if key != "kernels"} | {"exact_match": 7.0}
+    save_result(unrecorded)  # saved before kernels were recorded: the runtime's own kernels ran
+    assert latest_result(SPARSE_ID, precision="int8", kernels="openvino") == unrecorded
 
 
 def test_latest_result_names_a_local_model_by_its_absolute_path(monkeypatch, tmp_path):

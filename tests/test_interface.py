@@ -254,12 +254,18 @@ def test_accuracy_shows_both_cards_and_the_latest_eval_of_each_loaded_configurat
     assert before[["source", "exact match", "F1"]].values.tolist() == [["model card", 81.29, 88.47], ["model card", 80.9, 88.2]]
 
     sparse = service.sparse
-    measured = {"model": model_key(sparse.model_id), "runtime": sparse.runtime, "precision": sparse.precision}
+    measured = {
+        "model": model_key(sparse.model_id),
+        "runtime": sparse.runtime,
+        "precision": sparse.precision,
+        "kernels": sparse.kernels,
+    }
     data = str(tmp_path / "home" / "someone" / "dev.json")
     save_result(measured | {"decoding": "run_qa", "exact_match": 12.345, "f1": 20.0, "n": 1234, "data": data, "date": "2026-11-29T08:00:00+00:00"})
     save_result(measured | {"decoding": "demo", "exact_match": 11.0, "f1": 19.0, "n": 1234, "data": data, "date": "2026-11-29T09:00:00+00:00"})
     save_result(measured | {"decoding": "run_qa", "runtime": "pytorch", "exact_match": 99.0, "f1": 99.0, "n": 1, "data": "x", "date": "2027-01-01"})
     save_result(measured | {"exact_match": 98.0, "f1": 98.0, "n": 1, "data": "x", "date": "2027-01-01"})  # decoding unrecorded
+    save_result(measured | {"decoding": "run_qa", "kernels": "openvino", "exact_match": 97.0, "f1": 97.0, "n": 1, "data": "x", "date": "2027-01-01"})
 
     after = accuracy_table(service)
     assert len(after) == 4
@@ -267,7 +273,7 @@ def test_accuracy_shows_both_cards_and_the_latest_eval_of_each_loaded_configurat
     assert row == {
         "model": Path(sparse.model_id).name,
         "source": "measured here",
-        "configuration": f"{sparse.runtime} {sparse.precision}",
+        "configuration": f"{sparse.runtime} {sparse.precision} · sparseqa kernels",
         "decoding": "run_qa",
         "exact match": 12.35,
         "F1": 20.0,
