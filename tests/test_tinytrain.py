@@ -125,9 +125,7 @@ def test_eval_compare_prints_every_configuration_of_the_trained_model(compared, 
     assert compared["n"] == len(load_squad(trained_tiny_model / HELDOUT_FILE))
 
 
-# The bar is EM >= 70; the default build (2500 steps) reaches 65.32 on this machine, so this pins what it
-# does reach: far above chance (random weights score ~0), and the same on every fp32 path.
-EXACT_MATCH_FLOOR = 60
+EXACT_MATCH_FLOOR = 70
 
 
 def test_pruned_model_answers_many_held_out_questions_exactly(compared):
