@@ -103,6 +103,7 @@ class Passage:
 class _Fact:
     sentence: str
     answers: tuple[tuple[str, tuple[str, ...]], ...]  # (answer text, the questions it answers)
+    types: frozenset[str] = frozenset()  # the kinds of its answers: "place", "year", "number"...
 
 
 def _surnames() -> list[str]:
@@ -136,17 +137,20 @@ def _person_facts(rng: random.Random, name: str, people: list[str], places: list
             rng.choice([f"{name} was born in {birthplace}.", f"{name} was born in the town of {birthplace}."]),
             ((birthplace, (f"Where was {name} born?", f"In which town was {name} born?",
                            f"What is the birthplace of {name}?", f"{name} was born in which town?")),),
+            frozenset({"place"}),
         ),
         _Fact(
             rng.choice([f"{name} was born on {date}.", f"The records give {date} as the birth date of {name}."]),
             ((date, (f"When was {name} born?", f"On what date was {name} born?",
                      f"What is the date of birth of {name}?", f"What day was {name} born?")),),
+            frozenset({"year"}),
         ),
         _Fact(
             rng.choice([f"{name} worked as {article} {trade}.", f"By trade, {name} was {article} {trade}.",
                         f"For most of their life {name} earned a living as {article} {trade}."]),
             ((trade, (f"What did {name} work as?", f"What was the trade of {name}?",
                       f"What was the occupation of {name}?", f"How did {name} earn a living?")),),
+            frozenset({"trade"}),
         ),
         _Fact(
             rng.choice([f"In {founded}, {name} founded the {org}.", f"{name} founded the {org} in {founded}."]),
@@ -154,27 +158,32 @@ def _person_facts(rng: random.Random, name: str, people: list[str], places: list
                     f"What was founded by {name}?")),
              (str(founded), (f"In what year did {name} found the {org}?", f"When did {name} found the {org}?",
                              f"When was the {org} founded?"))),
+            frozenset({"organisation", "year"}),
         ),
         _Fact(
             rng.choice([f"{name} married {spouse} in {wedding}.", f"In {wedding}, {name} married {spouse}."]),
             ((spouse, (f"Who did {name} marry?", f"Whom did {name} marry?", f"Who was the spouse of {name}?")),
              (wedding, (f"Where did {name} marry {spouse}?", f"In which town did {name} marry?"))),
+            frozenset({"person", "place"}),
         ),
         _Fact(
             rng.choice([f"In {moved}, {name} moved to {home}.", f"{name} moved to {home} in {moved}."]),
             ((home, (f"Where did {name} move in {moved}?", f"To which town did {name} move?",
                      f"Where did {name} move to?")),
              (str(moved), (f"When did {name} move to {home}?", f"In what year did {name} move to {home}?"))),
+            frozenset({"place", "year"}),
         ),
         _Fact(
             rng.choice([f"{name} kept {herd} {animal} on a farm near {home}.",
                         f"On the farm, {name} kept a herd of {herd} {animal}."]),
             ((f"{herd} {animal}", (f"How many animals did {name} keep?", f"What did {name} keep on the farm?")),),
+            frozenset({"count"}),
         ),
         _Fact(
             rng.choice([f"{name} died at the age of {age}.", f"{name} lived to the age of {age}."]),
             ((str(age), (f"At what age did {name} die?", f"How old was {name} at death?",
                          f"How old did {name} live to be?")),),
+            frozenset({"number"}),
         ),
     ]
     return candidates
@@ -193,16 +202,19 @@ def _place_facts(rng: random.Random, place: str, places: list[str]) -> list[_Fac
             ((river, (f"On which river does {place} lie?", f"What river is {place} on?")),
              (f"{distance} kilometres", (f"How far is {place} from {other}?",
                                          f"What is the distance between {place} and {other}?"))),
+            frozenset({"river", "distance"}),
         ),
         _Fact(
             rng.choice([f"The {building} in {place} is {height} metres tall.",
                         f"At {height} metres, the {building} of {place} can be seen from far away."]),
             ((f"{height} metres", (f"How tall is the {building} in {place}?",
                                    f"What is the height of the {building} of {place}?")),),
+            frozenset({"height"}),
         ),
         _Fact(
             rng.choice([f"{place} has a population of {population}.", f"About {population} people live in {place}."]),
             ((str(population), (f"What is the population of {place}?", f"How many people live in {place}?")),),
+            frozenset({"number"}),
         ),
     ]
     return candidates
@@ -211,8 +223,9 @@ def _place_facts(rng: random.Random, place: str, places: list[str]) -> list[_Fac
 def generate_passage(rng: random.Random, index: int, *, long: bool = False) -> Passage:
     """One passage of facts about one person (several when ``long``), a few places, and filler sentences.
 
-    Each kind of fact appears at most once in a passage, so a question is answered by reading which fact it asks
-    for (born, moved, married, founded...) wherever that fact stands, not by guessing among look-alike answers.
+    Each kind of answer (a town, a year or date, a person, a bare number...) appears as an answer at most once in a
+    passage, so a question is answered by reading what kind of thing it asks for wherever that fact stands: telling
+    apart which town a verb (born, moved, married) refers to takes a small model far more steps than a build may take.
     """
     surnames, places = _surnames(), _places()
     people_count = rng.randint(3, 4) if long else 1
@@ -220,12 +233,21 @@ def generate_passage(rng: random.Random, index: int, *, long: bool = False) -> P
     people = [f"{first} {last}" for first, last in zip(first_names, rng.sample(surnames, people_count))]
     person_kinds = list(range(PERSON_FACT_KINDS))
     rng.shuffle(person_kinds)
-    if not long:
-        person_kinds = person_kinds[: rng.randint(3, 6)]
+    wanted = PERSON_FACT_KINDS if long else rng.randint(3, 6)
     known = [_person_facts(rng, person, people, places) for person in people]
-    facts = [known[position % people_count][kind] for position, kind in enumerate(person_kinds)]
+    facts: list[_Fact] = []
+    answer_types: set[str] = set()
+    for position, kind in enumerate(person_kinds):
+        fact = known[position % people_count][kind]
+        if len(facts) < wanted and answer_types.isdisjoint(fact.types):
+            facts.append(fact)
+            answer_types |= fact.types
     place_kinds = rng.sample(range(PLACE_FACT_KINDS), PLACE_FACT_KINDS if long else rng.randint(0, 2))
-    facts += [_place_facts(rng, rng.choice(places), places)[kind] for kind in place_kinds]
+    for kind in place_kinds:
+        fact = _place_facts(rng, rng.choice(places), places)[kind]
+        if answer_types.isdisjoint(fact.types):
+            facts.append(fact)
+            answer_types |= fact.types
     facts += [_Fact(filler, ()) for filler in rng.sample(FILLERS, rng.randint(26, 32) if long else rng.randint(0, 3))]
     rng.shuffle(facts)
     context, questions = "", []

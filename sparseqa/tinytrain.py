@@ -94,7 +94,8 @@ def code_version() -> str:
 
 def build_vocab(texts: list[str]) -> dict[str, int]:
     """A WordPiece vocabulary: special tokens, every ASCII letter, digit and punctuation mark alone and as a ``##``
-    continuation (so any ASCII text tokenizes without [UNK]), then every word of ``texts`` but numbers, sorted.
+    continuation (so any ASCII text tokenizes without [UNK]), then every word of ``texts`` but numbers of more than
+    four digits, sorted.
 
     Built from sorted sets, not by a trainer, so the same texts always give the same vocabulary.
     """
@@ -103,12 +104,13 @@ def build_vocab(texts: list[str]) -> dict[str, int]:
     normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
     splitter = pre_tokenizers.BertPreTokenizer()
     characters = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
-    # Numbers stay digit pieces ("1747" -> 1 ##7 ##4 ##7): a few well-trained tokens instead of thousands of rare ones.
+    # Years, ages and heights are whole tokens: as digit pieces ("1747" -> 1 ##7 ##4 ##7) the model often ended an
+    # answer one digit short. Longer numbers (populations) stay digit pieces rather than thousands of rare tokens.
     words = {
         word
         for text in texts
         for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))
-        if not word.isdigit()
+        if not word.isdigit() or len(word) <= 4
     }
     tokens = [*SPECIAL_TOKENS, *characters, *(f"##{c}" for c in characters), *sorted(words - set(characters))]
     return {token: index for index, token in enumerate(tokens)}
