@@ -147,7 +147,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the OpenVINO IR (with tokenizer and config) of a model to a directory."""
     from .models import resolve
-    from .runtimes import COMPLETE_MARKER, _load_tokenizer, cached_ir, choose_kernels, sparse_linears
+    from .runtimes import COMPLETE_MARKER, _load_tokenizer, choose_kernels, ir_to_compile
 
     if args.precision == "bf16":
         raise UsageError(
@@ -160,19 +160,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} exists and is not an empty directory: choose a new directory")
     local = resolve(model)
     tokenizer = _load_tokenizer(local)
-    ir = cached_ir(local, tokenizer, quantized=args.precision == "int8", calibration_samples=args.calibration_samples)
     # A portable IR unless asked: sparseqa's op loads only where its extension is added to OpenVINO.
     kernels = choose_kernels(args.kernels or "openvino", "openvino", args.precision)
-    if kernels.sparse:
-        sparse_ir = cached_ir(
-            local, tokenizer, quantized=True, calibration_samples=args.calibration_samples, kernels=kernels
+    ir, replaced = ir_to_compile(local, tokenizer, args.precision, args.calibration_samples, kernels)
+    if replaced:
+        print(
+            f"{replaced} sparse Linears run on sparseqa's op: load it with "
+            f"core.add_extension({str(kernels.extension)!r})"
         )
-        if sparse_linears(sparse_ir):
-            ir = sparse_ir
-            print(
-                f"{sparse_linears(ir)} sparse Linears run on sparseqa's op: load it with "
-                f"core.add_extension({str(kernels.extension)!r})"
-            )
     elif args.kernels and kernels.reason:
         print(f"note: {kernels.reason}", file=sys.stderr)
     # File by file into a directory made with the user's umask: copytree would carry over the cache's private 0700.

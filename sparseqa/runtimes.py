@@ -366,18 +366,13 @@ def load_engine(
         return PyTorchEngine(model, torch_model, tokenizer, precision, threads)
     if precision == "bf16" and not machine().avx512_bf16 and not machine().amx:
         raise ValueError("bf16 needs a CPU with AVX512-BF16 or AMX; this one has neither: use fp32 or int8")
-    ir_dir = cached_ir(local, tokenizer, quantized=precision == "int8", calibration_samples=calibration_samples)
-    if chosen.sparse:
-        sparse_ir_dir = cached_ir(
-            local, tokenizer, quantized=True, calibration_samples=calibration_samples, kernels=chosen
-        )
-        if sparse_linears(sparse_ir_dir):
-            ir_dir = sparse_ir_dir
-            register_extension(chosen.extension)
-        elif chosen.required:
+    ir_dir, replaced = ir_to_compile(local, tokenizer, precision, calibration_samples, chosen)
+    if chosen.sparse and not replaced:
+        if chosen.required:
             raise ValueError(f"{model} has no Linear with half its 1x4 weight blocks zero: use --kernels openvino")
-        else:
-            chosen = KernelChoice(reason="OpenVINO kernels: no Linear has half its 1x4 weight blocks zero")
+        chosen = KernelChoice(reason="OpenVINO kernels: no Linear has half its 1x4 weight blocks zero")
+    if chosen.sparse:
+        register_extension(chosen.extension)
     if sparse_decompression is None:
         sparse_decompression = precision == "int8" and machine().sparse_weight_decompression
     ov_config = {
@@ -387,7 +382,7 @@ def load_engine(
     }
     notes = [note for note in [calibration_note(ir_dir)] if note]
     if chosen.sparse:
-        notes.append(f"sparseqa {chosen.isa} kernels for the {sparse_linears(ir_dir)} sparse Linears")
+        notes.append(f"sparseqa {chosen.isa} kernels for the {replaced} sparse Linears")
     elif chosen.reason:
         notes.append(chosen.reason)
     if precision in ("fp32", "bf16"):
@@ -535,6 +530,22 @@ def sparse_kernel_ir(int8_dir: Path, out_dir: Path, extension: Path) -> None:
         if (int8_dir / name).is_file():
             shutil.copy(int8_dir / name, out_dir / name)
     (out_dir / SPARSE_LINEARS_FILE).write_text(json.dumps({"replaced": replaced}))
+
+
+def ir_to_compile(
+    local: LocalModel, tokenizer, precision: str, calibration_samples: int, kernels: KernelChoice
+) -> tuple[Path, int]:
+    """The cached IR for ``precision`` and how many of its Linears run on sparseqa's op: with sparse ``kernels``, the
+    graph pass's IR where it replaced any Linear, else the plain IR (0)."""
+    ir_dir = cached_ir(local, tokenizer, quantized=precision == "int8", calibration_samples=calibration_samples)
+    if kernels.sparse:
+        sparse_ir_dir = cached_ir(
+            local, tokenizer, quantized=True, calibration_samples=calibration_samples, kernels=kernels
+        )
+        replaced = sparse_linears(sparse_ir_dir)
+        if replaced:
+            return sparse_ir_dir, replaced
+    return ir_dir, 0
 
 
 def sparse_linears(ir_dir: Path) -> int:
