@@ -285,7 +285,8 @@ def machine_text(service: QAService, facts: PageFacts) -> str:
     for role, engine in (("Sparse model", sparse), ("Dense baseline", service.dense)):
         if engine is not None:
             rows.append((role, f"{engine.label}, {engine.threads} threads"))
-            rows += [(f"{role} note", note) for note in engine.notes]
+            # The kernels' fallback reason already has its own row above.
+            rows += [(f"{role} note", note) for note in engine.notes if note != engine.kernel_fallback]
     versions = ", ".join(f"{name} {version}" for name, version in library_versions().items())
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     kernel_isa = sparse.kernel_isa if sparse is not None and sparse.kernels == "sparseqa" else None

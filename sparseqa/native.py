@@ -206,11 +206,11 @@ def _build(key: str) -> Path:
             for library in build.rglob("*.so"):
                 shutil.copy2(library, staging / library.name)
             if not (staging / LIBRARY).is_file():
-                raise NativeUnavailable(f"sparse kernel build failed: {LIBRARY} was not produced (log: {log})")
+                raise NativeUnavailable(f"sparse kernel build failed: {LIBRARY} was not produced")
             (staging / _MARKER).write_text(json.dumps({"key": key, "compiler": _compiler_identity()}))
             publish(staging, target, _is_complete)
         except NativeUnavailable:
-            print(" failed", file=sys.stderr, flush=True)
+            print(f" failed (build log: {log})", file=sys.stderr, flush=True)
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -240,16 +240,21 @@ def _run_cmake(cmake: str, compiler: list[str], build: Path, log: Path) -> None:
             except OSError as error:
                 raise NativeUnavailable(f"sparse kernel build failed: cannot run {command[0]}: {error}") from None
             if result.returncode != 0:
-                raise NativeUnavailable(f"sparse kernel build failed: {_first_error(log)} (log: {log})")
+                raise NativeUnavailable(f"sparse kernel build failed: {_first_error(log)}")
 
 
 def _first_error(log: Path) -> str:
-    """The first line of a build log that names an error, with CMake's message line when it puts that below."""
+    """The first error a build log names, as one sentence without file locations (the reason may reach a public
+    page): for CMake, the message it writes below "CMake Error at FILE:LINE (message):", up to its first full stop."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
     for index, line in enumerate(lines):
         if "error" in line.lower() and not line.startswith("$ "):
             if line.startswith("CMake Error") and line.endswith(":"):
-                following = next((text for text in lines[index + 1 :] if text), "")
-                return f"{line} {following}"
+                message = []
+                for text in (text for text in lines[index + 1 : index + 8] if text):
+                    message.append(text)
+                    if text.endswith("."):
+                        break
+                return "CMake: " + " ".join(message)
             return line
-    return "see the log"
+    return "see the build log"
