@@ -99,6 +99,25 @@ def test_op_computes_what_the_kernel_reference_computes(core, extension, shape):
     np.testing.assert_allclose(run(core, scaled, x), exact_gelu * scale, rtol=1e-5, atol=4e-6)
 
 
+@pytest.mark.parametrize("isa", ["avx512vnni", "avxvnni", "avx2", "scalar"])
+def test_fused_gelu_of_every_isa_path_matches_erf_gelu_including_vector_tails(core, extension, isa, monkeypatch):
+    if isa not in native.cpu_isas():
+        pytest.skip(f"this CPU lacks {isa} (it runs {', '.join(native.cpu_isas())})")
+    # The op picks its GELU by the kernel path: 16 lanes, 8 lanes or one. 44 outputs in row chunks of 16 leave a
+    # 12-output tail (a masked AVX-512 vector; 8 AVX2 lanes and 4 scalar ones).
+    monkeypatch.setenv("SPARSEQA_KERNEL_ISA", isa)
+    rng = np.random.default_rng(11)
+    weight = sparse_int8_weight(rng, 44, 64)
+    bias = rng.normal(size=44).astype(np.float32)
+    x = (rng.normal(size=(1, 70, 64)) * 3).astype(np.float32)
+    expected = numpy_linear(pack_bcsr(weight, bias), x.reshape(-1, 64)).reshape(1, 70, 44)
+    assert np.abs(expected).max() > 9  # far into both tails of erf
+    fused = linear_model([(weight, bias)], 64, gelu=True)
+    assert len(sparsify(fused, extension)) == 1
+    exact_gelu = 0.5 * expected * (1 + np.vectorize(math.erf)(expected.astype(np.float64) / math.sqrt(2)))
+    np.testing.assert_allclose(run(core, fused, x), exact_gelu, rtol=1e-5, atol=2e-6)
+
+
 def test_op_inside_a_small_model_stays_close_to_the_same_model_without_it(core, extension):
     rng = np.random.default_rng(7)
     sizes = [(64, 32), (32, 64), (16, 32)]

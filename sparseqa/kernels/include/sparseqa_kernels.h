@@ -59,7 +59,9 @@ SQ_API int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, i
  *   run sq_quantize_task(plan, x, m, workspace, i) for every i < sq_quantize_task_count(plan, m), in any order or
  *   in parallel; then, after all of them, sq_compute_task(plan, workspace, m, y, i) for every
  *   i < sq_compute_task_count(plan, m). Tasks write disjoint memory. The split depends only on the plan and m, and
- *   the result is the same whatever the order or the number of threads. Each returns 0, or -1 on bad arguments. */
+ *   the result is the same whatever the order or the number of threads. Each returns 0, or -1 on bad arguments.
+ * Compute task i reads only what quantize task i % sq_quantize_task_count(plan, m) wrote (one block of tokens), so a
+ * host may start it as soon as that one is done; consecutive compute tasks share their rows (their weights). */
 SQ_API size_t sq_workspace_size(const sq_plan* plan, int64_t m);
 SQ_API int64_t sq_quantize_task_count(const sq_plan* plan, int64_t m);
 SQ_API int sq_quantize_task(const sq_plan* plan, const float* x, int64_t m, void* workspace, int64_t task);

@@ -36,6 +36,7 @@ void compute8(const Plan& plan, const void* workspace, int64_t m, float* y, cons
             __m256i a[NV];
             for (int j = 0; j < NV; ++j)
                 a[j] = kt ? _mm256_load_si256(reinterpret_cast<const __m256i*>(out + 8 * j)) : _mm256_setzero_si256();
+            if (kt == 0 && o + PREFETCH_ROWS < task.r1) prefetch_row(plan, o + PREFETCH_ROWS);
             const Block* block = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt];
             const Block* end = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt + 1];
             for (; block < end; ++block) {

@@ -57,8 +57,9 @@ void compute(const Plan& plan, const void* workspace, int64_t m, float* y, const
             asm("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(b0), "+v"(b1), "+v"(b2), "+v"(b3));
             const Block* block = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt];
             const Block* end = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt + 1];
+            if (kt == 0 && o + PREFETCH_ROWS < task.r1) prefetch_row(plan, o + PREFETCH_ROWS);
             if (o + 2 < task.r1) {
-                // Rows are separate streams the hardware prefetcher does not follow: fetch a later row's blocks now.
+                // And this k tile's blocks of the row after next into L1.
                 const char* later = reinterpret_cast<const char*>(plan.blocks + plan.tile_ptr[(int64_t)(o + 2) * stride + kt]);
                 _mm_prefetch(later, _MM_HINT_T0);
                 _mm_prefetch(later + 64, _MM_HINT_T0);
