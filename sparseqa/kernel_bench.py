@@ -1,9 +1,14 @@
 """The kernel-only benchmark: each BERT-base encoder Linear shape alone, sparseqa's 1x4 block-sparse int8 kernel
 against OpenVINO's dense int8 FullyConnected on the same shape, same thread count, timed interleaved in one run.
 
-The weights are random with 80% of their 1x4 blocks zero (the Prune-OFA pattern); OpenVINO gets the same weights as
-a one-MatMul model in the int8 pattern its CPU plugin compiles to an int8 FullyConnected (FakeQuantize on the
-activations, int8 weights with Convert and Multiply), and the runtime model is checked to really run it in int8.
+The weights are random with 80% of their 1x4 blocks zero (the Prune-OFA pattern). Both sides are the same
+one-MatMul OpenVINO model in the int8 pattern NNCF writes (FakeQuantize on the activations, int8 weights with
+Convert and Multiply): as it is, which the CPU plugin compiles to an int8 FullyConnected (checked in the runtime
+model), and after the graph pass that hands the MatMul to ``sparseqa.SparseQALinear``. So both run on OpenVINO's own
+threads as they do inside the model; calling the kernel library through its own thread pool instead would pit its
+workers against OpenVINO's still-spinning ones between interleaved runs. One element of the output is the model's
+result, so neither side pays a copy of its whole output into the caller's tensor, which it would not inside a model
+(OpenVINO writes a FullyConnected's output there in place, a custom op's it copies).
 ``gmacs`` counts useful multiply-adds (nonzero weights x tokens) per second; ``openvino_gmacs`` all n x k x tokens.
 """
 
@@ -139,11 +144,8 @@ def pruned_weight(n: int, k: int, sparsity: float = SPARSITY, seed: int = 0) -> 
     return weight
 
 
-def openvino_int8_linear(weight: np.ndarray, bias: np.ndarray, seq_len: int, threads: int):
-    """A compiled one-MatMul OpenVINO model of ``x @ weight.T + bias`` in int8, and what its runtime model runs.
-
-    Raises OpenVINONotInt8 when the CPU plugin does not compile it to an int8 FullyConnected.
-    """
+def int8_linear_model(weight: np.ndarray, bias: np.ndarray, seq_len: int):
+    """A one-MatMul OpenVINO model of ``x @ weight.T + bias`` in NNCF's int8 pattern, with one element as its result."""
     import openvino as ov
     import openvino.opset13 as ops
 
@@ -157,19 +159,36 @@ def openvino_int8_linear(weight: np.ndarray, bias: np.ndarray, seq_len: int, thr
     int8 = np.clip(np.rint(weight / scales), -127, 127).astype(np.int8)
     dequantized = ops.multiply(ops.convert(ops.constant(int8), ov.Type.f32), ops.constant(scales))
     output = ops.add(ops.matmul(quantized_x, dequantized, False, True), ops.constant(bias.astype(np.float32)))
-    model = ov.Model([output], [x], f"linear_{k}x{n}")
-    compiled = ov.Core().compile_model(
-        model, "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
-    )
+    first = ops.slice(output, np.array([0, 0]), np.array([1, 1]), np.array([1, 1]))
+    return ov.Model([first], [x], f"linear_{k}x{n}")
+
+
+def compile_linears(weight: np.ndarray, bias: np.ndarray, seq_len: int, threads: int, extension: Path):
+    """(OpenVINO's int8 model, the same model on sparseqa's kernel, what OpenVINO runs), both compiled for ``threads``.
+
+    Raises OpenVINONotInt8 when the CPU plugin does not compile the MatMul to an int8 FullyConnected.
+    """
+    import openvino as ov
+
+    from .sparse_ir import sparsify
+
+    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+    core = ov.Core()
+    core.add_extension(str(extension))
+    dense = core.compile_model(int8_linear_model(weight, bias, seq_len), "CPU", config)
     layers = []
-    for op in compiled.get_runtime_model().get_ordered_ops():
+    for op in dense.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
         if info["layerType"].astype(str) == "FullyConnected":
             layers.append((info["primitiveType"].astype(str), info["runtimePrecision"].astype(str)))
     if len(layers) != 1 or layers[0][1] not in ("u8", "i8"):
         raise OpenVINONotInt8(f"OpenVINO compiled the int8 MatMul to {layers or 'no FullyConnected'}, not int8")
+    sparse_model = int8_linear_model(weight, bias, seq_len)
+    if len(sparsify(sparse_model, extension)) != 1:
+        raise RuntimeError("the graph pass left the benchmark's MatMul alone")
+    sparse = core.compile_model(sparse_model, "CPU", config)
     primitive, precision = layers[0]
-    return compiled, f"FullyConnected {primitive}, {precision} activations x i8 weights"
+    return dense, sparse, f"FullyConnected {primitive}, {precision} activations x i8 weights"
 
 
 def run_kernel_benchmark(
@@ -187,9 +206,11 @@ def run_kernel_benchmark(
 
     from .bench import OtherCpuUse
     from .runtimes import default_threads
-    from .sparse_kernels import SparseLinear, aligned_empty, pack_bcsr
+    from .sparse_kernels import pack_bcsr
 
     threads = threads or default_threads()
+    extension = native.extension_library()
+    isa = native.chosen_isa()
     result: KernelBenchResult | None = None
     other = OtherCpuUse()
     steps = len(ENCODER_LINEARS) * len(seq_lens)
@@ -198,19 +219,15 @@ def run_kernel_benchmark(
             progress(index / steps, f"{k}->{n} at {seq_len} tokens")
         weight = pruned_weight(n, k, seed=index)
         bias = np.random.default_rng(index).standard_normal(n).astype(np.float32)
-        packed = pack_bcsr(weight, bias)
-        layer = SparseLinear(packed)
-        compiled, openvino_layer = openvino_int8_linear(weight, bias, seq_len, threads)
-        request = compiled.create_infer_request()
-        x = np.random.default_rng(100 + index).standard_normal((seq_len, k)).astype(np.float32)
-        out = aligned_empty((seq_len, n))  # as OpenVINO's own output buffers are
-        request.set_input_tensor(0, ov.Tensor(x, shared_memory=True))
+        dense, sparse, openvino_layer = compile_linears(weight, bias, seq_len, threads, extension)
+        x = ov.Tensor(np.random.default_rng(100 + index).standard_normal((seq_len, k)).astype(np.float32))
+        requests = {"sparseqa": sparse.create_infer_request(), "openvino": dense.create_infer_request()}
+        for request in requests.values():
+            request.set_input_tensor(0, x)
         if result is None:
-            result = KernelBenchResult(kernel_isa=layer.isa, openvino_int8=openvino_layer, threads=threads, runs=runs)
+            result = KernelBenchResult(kernel_isa=isa, openvino_int8=openvino_layer, threads=threads, runs=runs)
         with other:
-            stats = interleave(
-                {"sparseqa": lambda: layer(x, threads, out), "openvino": request.infer}, runs=runs, warmup=warmup
-            )
+            stats = interleave({name: request.infer for name, request in requests.items()}, runs=runs, warmup=warmup)
         sparse_ms, dense_ms = stats["sparseqa"].median_ms, stats["openvino"].median_ms
         result.rows.append(
             KernelRow(
@@ -220,7 +237,7 @@ def run_kernel_benchmark(
                 sparseqa_ms=sparse_ms,
                 openvino_int8_ms=dense_ms,
                 speedup=dense_ms / sparse_ms,
-                gmacs=packed.nonzero_weights * seq_len / sparse_ms / 1e6,
+                gmacs=pack_bcsr(weight).nonzero_weights * seq_len / sparse_ms / 1e6,
                 openvino_gmacs=n * k * seq_len / dense_ms / 1e6,
             )
         )
