@@ -46,6 +46,23 @@ def int8_bcsr(quantized: np.ndarray, scales: np.ndarray, bias: np.ndarray | None
     )
 
 
+def weights_blob(weights: BlockCSR, output_scale: np.ndarray | None = None) -> np.ndarray:
+    """The op's one weights input: row_ptr, block_col, values, scales, bias (zeros if none) and output_scale (if
+    any), one after the other as bytes, each array a multiple of 4 bytes long (the layout sparse_linear_op.hpp
+    states)."""
+    bias = np.zeros(weights.n, np.float32) if weights.bias is None else weights.bias
+    arrays = [
+        weights.row_ptr.astype("<i4"),
+        weights.block_col.astype("<i4"),
+        weights.values.reshape(-1).astype(np.int8),
+        weights.scales.astype("<f4"),
+        np.asarray(bias).astype("<f4"),
+    ]
+    if output_scale is not None:
+        arrays.append(np.asarray(output_scale).astype("<f4"))
+    return np.concatenate([array.view(np.uint8) for array in arrays])
+
+
 def pass_key() -> str:
     """A short hash of this module's source, for the key of the IRs it writes (a changed pass writes new ones)."""
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
@@ -79,11 +96,8 @@ def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCK_SPARS
         if found is None:
             continue
         activations, weights, output, activation, output_scale = found
-        bias = np.zeros(weights.n, np.float32) if weights.bias is None else weights.bias
-        arrays = (weights.row_ptr, weights.block_col, weights.values.reshape(-1), weights.scales, bias)
-        arrays += () if output_scale is None else (output_scale,)
-        inputs = [activations] + [ops.constant(array) for array in arrays]
-        linear = factory.create(OP_TYPE, inputs, {"activation": activation})
+        blob = ops.constant(weights_blob(weights, output_scale))
+        linear = factory.create(OP_TYPE, [activations, blob], {"outputs": weights.n, "activation": activation})
         linear.set_friendly_name(matmul.get_friendly_name())
         output.replace(linear.output(0))
         replaced.append(matmul.get_friendly_name())

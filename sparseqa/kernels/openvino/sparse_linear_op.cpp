@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,47 +16,59 @@
 namespace sparseqa {
 
 namespace {
-enum Input { X, ROW_PTR, BLOCK_COL, VALUES, SCALES, BIAS, INPUT_COUNT, OUTPUT_SCALE = INPUT_COUNT };
-}
+enum Input { X, WEIGHTS, INPUT_COUNT };
 
-SparseQALinear::SparseQALinear(const ov::OutputVector& arguments, std::string activation)
-    : Op(arguments), m_activation(std::move(activation)) {
+// Where each array of the weights blob starts, in bytes; the blob's size says whether output_scale is there.
+struct BlobLayout {
+    int64_t row_ptr = 0, block_col = 0, values = 0, scales = 0, bias = 0, output_scale = -1;
+};
+
+BlobLayout blob_layout(const ov::Tensor& blob, int64_t n) {
+    const int64_t bytes = static_cast<int64_t>(blob.get_byte_size());
+    OPENVINO_ASSERT(bytes >= 4 * (n + 1), "SparseQALinear: the weights blob is shorter than its row_ptr");
+    int32_t blocks = 0;  // row_ptr[n]
+    std::memcpy(&blocks, static_cast<const char*>(blob.data()) + 4 * n, sizeof blocks);
+    BlobLayout layout;
+    layout.block_col = 4 * (n + 1);
+    layout.values = layout.block_col + 4 * blocks;
+    layout.scales = layout.values + 4 * blocks;
+    layout.bias = layout.scales + 4 * n;
+    const int64_t end = layout.bias + 4 * n;
+    OPENVINO_ASSERT(blocks >= 0 && (bytes == end || bytes == end + 4 * n), "SparseQALinear: the weights blob holds ",
+                    bytes, " bytes, not ", end, " (or ", end + 4 * n, " with output_scale) for ", n, " outputs and ",
+                    blocks, " blocks");
+    if (bytes > end) layout.output_scale = end;
+    return layout;
+}
+}  // namespace
+
+SparseQALinear::SparseQALinear(const ov::OutputVector& arguments, int64_t outputs, std::string activation)
+    : Op(arguments), m_outputs(outputs), m_activation(std::move(activation)) {
     constructor_validate_and_infer_types();
 }
 
 void SparseQALinear::validate_and_infer_types() {
-    NODE_VALIDATION_CHECK(this, get_input_size() == INPUT_COUNT || get_input_size() == INPUT_COUNT + 1,
-                          "expects 6 or 7 inputs: x, row_ptr, block_col, values, scales, bias[, output_scale]");
+    NODE_VALIDATION_CHECK(this, get_input_size() == INPUT_COUNT, "expects 2 inputs: x and the weights blob");
     NODE_VALIDATION_CHECK(this, m_activation == "none" || m_activation == "gelu", "activation must be none or gelu, got ",
                           m_activation);
-    if (get_input_size() > OUTPUT_SCALE) {
-        NODE_VALIDATION_CHECK(this, m_activation == "gelu", "output_scale needs activation gelu");
-        NODE_VALIDATION_CHECK(this, get_input_element_type(OUTPUT_SCALE) == ov::element::f32, "output_scale must be f32");
-    }
-    const ov::element::Type expected[INPUT_COUNT] = {ov::element::f32, ov::element::i32, ov::element::i32,
-                                                     ov::element::i8,  ov::element::f32, ov::element::f32};
-    for (size_t i = 0; i < INPUT_COUNT; ++i) {
-        NODE_VALIDATION_CHECK(this, get_input_element_type(i) == expected[i], "input ", i, " must be ", expected[i],
-                              ", got ", get_input_element_type(i));
-    }
+    NODE_VALIDATION_CHECK(this, m_outputs > 0, "outputs must be positive, got ", m_outputs);
+    NODE_VALIDATION_CHECK(this, get_input_element_type(X) == ov::element::f32, "x must be f32, got ",
+                          get_input_element_type(X));
+    NODE_VALIDATION_CHECK(this, get_input_element_type(WEIGHTS) == ov::element::u8, "the weights blob must be u8, got ",
+                          get_input_element_type(WEIGHTS));
     ov::PartialShape output = get_input_partial_shape(X);
     NODE_VALIDATION_CHECK(this, output.rank().is_static() && output.rank().get_length() >= 1, "x needs a static rank >= 1");
-    const auto& row_ptr = get_input_partial_shape(ROW_PTR);
-    const auto& last = output.rank().get_length() - 1;
-    if (row_ptr.rank().is_static() && row_ptr[0].is_static()) {
-        output[last] = row_ptr[0].get_length() - 1;
-    } else {
-        output[last] = ov::Dimension::dynamic();
-    }
+    output[output.rank().get_length() - 1] = m_outputs;
     set_output_type(0, ov::element::f32, output);
 }
 
 std::shared_ptr<ov::Node> SparseQALinear::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     check_new_args_count(this, new_args);
-    return std::make_shared<SparseQALinear>(new_args, m_activation);
+    return std::make_shared<SparseQALinear>(new_args, m_outputs, m_activation);
 }
 
 bool SparseQALinear::visit_attributes(ov::AttributeVisitor& visitor) {
+    visitor.on_attribute("outputs", m_outputs);
     visitor.on_attribute("activation", m_activation);
     return true;
 }
@@ -66,15 +79,19 @@ bool SparseQALinear::has_evaluate() const {
 
 const sq_plan* SparseQALinear::plan(const ov::TensorVector& inputs) const {
     std::call_once(m_packed, [&] {
-        const ov::Tensor& row_ptr = inputs[ROW_PTR];
+        const ov::Tensor& blob = inputs[WEIGHTS];
+        const BlobLayout layout = blob_layout(blob, m_outputs);
+        const auto* bytes = static_cast<const char*>(blob.data());
         sq_bcsr weights{};
-        weights.n = static_cast<int32_t>(row_ptr.get_size() - 1);
+        weights.n = static_cast<int32_t>(m_outputs);
         weights.k = static_cast<int32_t>(inputs[X].get_shape().back());
-        weights.row_ptr = row_ptr.data<const int32_t>();
-        weights.block_col = inputs[BLOCK_COL].data<const int32_t>();
-        weights.values = inputs[VALUES].data<const int8_t>();
-        weights.scales = inputs[SCALES].data<const float>();
-        weights.bias = inputs[BIAS].data<const float>();
+        weights.row_ptr = reinterpret_cast<const int32_t*>(bytes + layout.row_ptr);
+        weights.block_col = reinterpret_cast<const int32_t*>(bytes + layout.block_col);
+        weights.values = reinterpret_cast<const int8_t*>(bytes + layout.values);
+        weights.scales = reinterpret_cast<const float*>(bytes + layout.scales);
+        weights.bias = reinterpret_cast<const float*>(bytes + layout.bias);
+        OPENVINO_ASSERT(layout.output_scale < 0 || m_activation == "gelu", "SparseQALinear: output_scale needs activation gelu");
+        m_output_scale_offset = layout.output_scale;
         // The ISA the engine chose (and reports with every answer) reaches the op through the environment.
         const char* isa = std::getenv("SPARSEQA_KERNEL_ISA");
         char error[256] = {0};
@@ -129,9 +146,8 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
     const int64_t tasks = sq_compute_task_count(packed, m);
     const GeluFn gelu = m_activation == "gelu" ? gelu_for(sq_plan_isa(packed)) : nullptr;
     const int64_t n = sq_plan_n(packed);
-    const float* scale = inputs.size() > OUTPUT_SCALE ? inputs[OUTPUT_SCALE].data<const float>() : nullptr;
-    OPENVINO_ASSERT(!scale || static_cast<int64_t>(inputs[OUTPUT_SCALE].get_size()) == n,
-                    "SparseQALinear: output_scale needs one value per output");
+    const float* scale = m_output_scale_offset < 0 ? nullptr
+        : reinterpret_cast<const float*>(static_cast<const char*>(inputs[WEIGHTS].data()) + m_output_scale_offset);
     auto compute = [&](int64_t task) {
         sq_compute_task(packed, quantized, m, output, task);
         if (gelu) {
