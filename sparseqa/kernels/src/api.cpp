@@ -287,7 +287,7 @@ sq_plan* sq_plan_create(const sq_bcsr* w, const char* isa_name, char* error, siz
     const int32_t tile_groups = (groups + k_tiles - 1) / k_tiles;
 
     const size_t block_bytes = sizeof(Block) * std::max(blocks, 1);
-    const size_t tile_bytes = sizeof(int32_t) * static_cast<size_t>(w->n) * (k_tiles + 1);
+    const size_t tile_bytes = sizeof(int32_t) * static_cast<size_t>(w->n) * 2 * k_tiles;
     const size_t row_bytes = sizeof(float) * std::max(w->n, 1);
     char* storage = static_cast<char*>(aligned(block_bytes + tile_bytes + 3 * row_bytes));
     if (!storage) {
@@ -295,22 +295,37 @@ sq_plan* sq_plan_create(const sq_bcsr* w, const char* isa_name, char* error, siz
         return nullptr;
     }
     Block* packed = reinterpret_cast<Block*>(storage);
-    int32_t* tile_ptr = reinterpret_cast<int32_t*>(storage + block_bytes);
+    int32_t* segments = reinterpret_cast<int32_t*>(storage + block_bytes);
     int32_t* offset_sum = reinterpret_cast<int32_t*>(storage + block_bytes + tile_bytes);
     float* scales = reinterpret_cast<float*>(storage + block_bytes + tile_bytes + row_bytes);
     float* bias = reinterpret_cast<float*>(storage + block_bytes + tile_bytes + 2 * row_bytes);
     const uint8_t act_offset = (isa == ISA_AVXVNNI || isa == ISA_AVX512VNNI) ? 128 : 0;
+    // Blocks are stored in the order the kernels read them: row group by row group, within a group k tile by k tile,
+    // within a k tile row by row. So a task's pass over one k tile reads one contiguous run of memory, which the
+    // hardware prefetcher streams from DRAM (a model's weights do not stay in cache between requests).
+    int32_t next = 0;
+    for (int32_t g0 = 0; g0 < w->n; g0 += ROW_GROUP) {
+        const int32_t g1 = std::min(w->n, g0 + ROW_GROUP);
+        for (int32_t kt = 0; kt < k_tiles; ++kt) {
+            for (int32_t o = g0; o < g1; ++o) {
+                int32_t* segment = segments + (static_cast<int64_t>(o) * k_tiles + kt) * 2;
+                segment[0] = next;
+                for (int32_t b = w->row_ptr[o]; b < w->row_ptr[o + 1]; ++b) {
+                    if (w->block_col[b] / tile_groups != kt) continue;
+                    packed[next].offset = w->block_col[b] * static_cast<int32_t>(GROUP_BYTES);
+                    memcpy(&packed[next].weights, w->values + 4 * static_cast<int64_t>(b), 4);
+                    ++next;
+                }
+                segment[1] = next;
+            }
+        }
+    }
     for (int32_t o = 0; o < w->n; ++o) {
         int32_t sum = 0;
-        int32_t tile = 0;
         for (int32_t b = w->row_ptr[o]; b < w->row_ptr[o + 1]; ++b) {
             const int8_t* v = w->values + 4 * static_cast<int64_t>(b);
             sum += v[0] + v[1] + v[2] + v[3];
-            packed[b].offset = w->block_col[b] * static_cast<int32_t>(GROUP_BYTES);
-            memcpy(&packed[b].weights, v, 4);
-            while (tile < k_tiles && w->block_col[b] >= tile * tile_groups) tile_ptr[o * (k_tiles + 1) + tile++] = b;
         }
-        while (tile <= k_tiles) tile_ptr[o * (k_tiles + 1) + tile++] = w->row_ptr[o + 1];
         offset_sum[o] = act_offset * sum;
         scales[o] = w->scales[o];
         bias[o] = w->bias ? w->bias[o] : 0.0f;
@@ -321,7 +336,7 @@ sq_plan* sq_plan_create(const sq_bcsr* w, const char* isa_name, char* error, siz
         set_error(error, error_size, "out of memory packing the weights");
         return nullptr;
     }
-    plan->plan = Plan{isa, w->n, w->k, groups, k_tiles, tile_groups, act_offset, packed, tile_ptr, offset_sum,
+    plan->plan = Plan{isa, w->n, w->k, groups, k_tiles, tile_groups, act_offset, packed, segments, offset_sum,
                       scales, bias, storage};
     return plan;
 }

@@ -9,7 +9,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <xmmintrin.h>
 
 namespace sq {
 
@@ -34,8 +33,9 @@ struct Plan {
     int32_t k_tiles;         /* the input groups are split into k_tiles tiles of tile_groups (the last may be shorter) */
     int32_t tile_groups;
     uint8_t act_offset;      /* 128 when activations are stored as u8 = q + 128 (vpdpbusd), 0 when stored as s8 */
-    const Block* blocks;     /* row-major, ascending input within a row */
-    const int32_t* tile_ptr; /* (k_tiles + 1) per row: the first block of each k tile of row o, then its end */
+    const Block* blocks;     /* by ROW_GROUP rows, then k tile, then row (the order kernels read them); ascending
+                              * input within a row's k tile */
+    const int32_t* segments; /* per row and k tile (row-major): its first block and the block after its last */
     const int32_t* offset_sum; /* per row: act_offset * (sum of the row's int8 weights), subtracted from the sums */
     const float* scales;
     const float* bias;       /* zeros when the weights have none */
@@ -77,22 +77,19 @@ void quantize_avx512(const Plan&, const float*, int64_t, void*, int64_t);
 /* Quantizes one token as the reference defines (see reference.cpp); returns its scale. */
 float quantize_token(const float* x, int32_t k, int8_t* q);
 
-/* How many rows ahead a kernel fetches a row's blocks into L2. A model's blocks outgrow the cache (BERT-base: 34 MB
- * of them), so they come from DRAM, and rows are separate streams the hardware prefetcher does not follow: fetched
- * only a row or two ahead, they arrive late (measured on Zen 5: ~8% of a 128-token BERT-base request). */
-constexpr int PREFETCH_ROWS = 8;
-
-/* Fetch all of row o's blocks into L2 (plain SSE, so every ISA translation unit can share it; internal linkage, so
- * each keeps its own copy). */
-static inline void prefetch_row(const Plan& plan, int32_t o) {
-    const int32_t* tiles = plan.tile_ptr + static_cast<int64_t>(o) * (plan.k_tiles + 1);
-    const char* end = reinterpret_cast<const char*>(plan.blocks + tiles[plan.k_tiles]);
-    for (const char* line = reinterpret_cast<const char*>(plan.blocks + tiles[0]); line < end; line += 64)
-        _mm_prefetch(line, _MM_HINT_T1);
+/* The blocks of row o in k tile kt. */
+static inline const Block* segment_begin(const Plan& plan, int32_t o, int32_t kt) {
+    return plan.blocks + plan.segments[(static_cast<int64_t>(o) * plan.k_tiles + kt) * 2];
+}
+static inline const Block* segment_end(const Plan& plan, int32_t o, int32_t kt) {
+    return plan.blocks + plan.segments[(static_cast<int64_t>(o) * plan.k_tiles + kt) * 2 + 1];
 }
 
 /* Kernels keep a task's int32 accumulators (rows x tokens) in a tile of this many bytes on the stack. */
 constexpr int TILE_BYTES = 32768;
+/* Rows whose blocks are stored together, k tile by k tile: the most rows a compute task takes, so that a task's
+ * pass over one k tile reads one contiguous run of memory. */
+constexpr int ROW_GROUP = TILE_BYTES / (4 * TOKEN_BLOCK);
 
 }  // namespace sq
 

@@ -29,16 +29,14 @@ template <class Dot, int NV>
 void compute8(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
     alignas(64) int32_t tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
-    const int32_t stride = plan.k_tiles + 1;
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
         for (int32_t o = task.r0; o < task.r1; ++o) {
             int32_t* out = tile[o - task.r0];
             __m256i a[NV];
             for (int j = 0; j < NV; ++j)
                 a[j] = kt ? _mm256_load_si256(reinterpret_cast<const __m256i*>(out + 8 * j)) : _mm256_setzero_si256();
-            if (kt == 0 && o + PREFETCH_ROWS < task.r1) prefetch_row(plan, o + PREFETCH_ROWS);
-            const Block* block = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt];
-            const Block* end = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt + 1];
+            const Block* block = segment_begin(plan, o, kt);
+            const Block* end = segment_end(plan, o, kt);
             for (; block < end; ++block) {
                 const typename Dot::Weights w = Dot::weights(block->weights);
                 const uint8_t* p = base + block->offset;

@@ -40,7 +40,6 @@ template <int NV>
 void compute(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
     alignas(64) int32_t tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
-    const int32_t stride = plan.k_tiles + 1;
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
         for (int32_t o = task.r0; o < task.r1; ++o) {
             int32_t* out = tile[o - task.r0];
@@ -55,12 +54,11 @@ void compute(const Plan& plan, const void* workspace, int64_t m, float* y, const
             }
             // Eight distinct registers from here on: GCC 12 otherwise merges the zeros and copies them every step.
             asm("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(b0), "+v"(b1), "+v"(b2), "+v"(b3));
-            const Block* block = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt];
-            const Block* end = plan.blocks + plan.tile_ptr[(int64_t)o * stride + kt + 1];
-            if (kt == 0 && o + PREFETCH_ROWS < task.r1) prefetch_row(plan, o + PREFETCH_ROWS);
+            const Block* block = segment_begin(plan, o, kt);
+            const Block* end = segment_end(plan, o, kt);
             if (o + 2 < task.r1) {
-                // And this k tile's blocks of the row after next into L1.
-                const char* later = reinterpret_cast<const char*>(plan.blocks + plan.tile_ptr[(int64_t)(o + 2) * stride + kt]);
+                // The row after next's blocks into L1 ahead of use.
+                const char* later = reinterpret_cast<const char*>(segment_begin(plan, o + 2, kt));
                 _mm_prefetch(later, _MM_HINT_T0);
                 _mm_prefetch(later + 64, _MM_HINT_T0);
                 _mm_prefetch(later + 128, _MM_HINT_T0);

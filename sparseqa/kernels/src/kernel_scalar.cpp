@@ -12,15 +12,15 @@ void compute_scalar(const Plan& plan, const void* workspace, int64_t m, float* y
     int32_t acc[TOKEN_BLOCK];
     for (int32_t o = task.r0; o < task.r1; ++o) {
         for (int t = 0; t < task.tokens; ++t) acc[t] = 0;
-        const int32_t first = plan.tile_ptr[(int64_t)o * (plan.k_tiles + 1)];
-        const int32_t last = plan.tile_ptr[(int64_t)o * (plan.k_tiles + 1) + plan.k_tiles];
-        for (int32_t b = first; b < last; ++b) {
-            const int8_t* a = reinterpret_cast<const int8_t*>(base + plan.blocks[b].offset);
-            const int32_t word = plan.blocks[b].weights;
-            const int32_t w0 = (int8_t)(word), w1 = (int8_t)(word >> 8), w2 = (int8_t)(word >> 16),
-                          w3 = (int8_t)(word >> 24);
-            for (int t = 0; t < task.tokens; ++t)
-                acc[t] += a[4 * t] * w0 + a[4 * t + 1] * w1 + a[4 * t + 2] * w2 + a[4 * t + 3] * w3;
+        for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
+            for (const Block* block = segment_begin(plan, o, kt); block < segment_end(plan, o, kt); ++block) {
+                const int8_t* a = reinterpret_cast<const int8_t*>(base + block->offset);
+                const int32_t word = block->weights;
+                const int32_t w0 = (int8_t)(word), w1 = (int8_t)(word >> 8), w2 = (int8_t)(word >> 16),
+                              w3 = (int8_t)(word >> 24);
+                for (int t = 0; t < task.tokens; ++t)
+                    acc[t] += a[4 * t] * w0 + a[4 * t + 1] * w1 + a[4 * t + 2] * w2 + a[4 * t + 3] * w3;
+            }
         }
         for (int t = 0; t < task.tokens; ++t)
             y[(t0 + t) * plan.n + o] = fmaf((float)(acc[t] - plan.offset_sum[o]), scales_t[t] * plan.scales[o], plan.bias[o]);
