@@ -118,6 +118,30 @@ def test_fused_gelu_of_every_isa_path_matches_erf_gelu_including_vector_tails(co
     np.testing.assert_allclose(run(core, fused, x), exact_gelu, rtol=1e-5, atol=2e-6)
 
 
+def test_op_reads_a_weights_blob_at_any_byte_of_the_ir_file(core, extension, tmp_path):
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(5)
+    weight = sparse_int8_weight(rng, 24, 32)
+    bias = rng.normal(size=24).astype(np.float32)
+    x = ops.parameter([-1, 32], np.float32, name="x")
+    # A 3-byte constant saved before the op's: the .bin file packs constants back to back, so the blob starts at
+    # byte 3 of it.
+    odd = ops.convert(ops.constant(np.arange(3, dtype=np.uint8)), ov.Type.f32)
+    linear = ops.add(ops.matmul(x, ops.constant(weight), False, True), ops.constant(bias))
+    model = ov.Model([linear, odd], [x])
+    assert len(sparsify(model, extension)) == 1
+    ov.save_model(model, tmp_path / "m.xml", compress_to_fp16=False)
+    saved = core.read_model(tmp_path / "m.xml")
+    blob = next(node for node in saved.get_ordered_ops() if node.get_type_name() == "Constant" and node.get_output_shape(0) != [3])
+    assert blob.get_data().ctypes.data % 4 != 0
+    inputs = rng.normal(size=(9, 32)).astype(np.float32)
+    compiled = core.compile_model(saved, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    expected = numpy_linear(pack_bcsr(weight, bias), inputs)
+    np.testing.assert_allclose(compiled({0: inputs})[compiled.output(0)], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_op_inside_a_small_model_stays_close_to_the_same_model_without_it(core, extension):
     rng = np.random.default_rng(7)
     sizes = [(64, 32), (32, 64), (16, 32)]

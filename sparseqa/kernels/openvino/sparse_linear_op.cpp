@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -82,6 +83,13 @@ const sq_plan* SparseQALinear::plan(const ov::TensorVector& inputs) const {
         const ov::Tensor& blob = inputs[WEIGHTS];
         const BlobLayout layout = blob_layout(blob, m_outputs);
         const auto* bytes = static_cast<const char*>(blob.data());
+        // An IR's .bin file packs constants back to back, so the blob may start at any byte: read it from a copy then.
+        std::vector<int32_t> aligned_copy;
+        if (reinterpret_cast<uintptr_t>(bytes) % alignof(int32_t) != 0) {
+            aligned_copy.resize((blob.get_byte_size() + sizeof(int32_t) - 1) / sizeof(int32_t));
+            std::memcpy(aligned_copy.data(), bytes, blob.get_byte_size());
+            bytes = reinterpret_cast<const char*>(aligned_copy.data());
+        }
         sq_bcsr weights{};
         weights.n = static_cast<int32_t>(m_outputs);
         weights.k = static_cast<int32_t>(inputs[X].get_shape().back());
@@ -91,7 +99,10 @@ const sq_plan* SparseQALinear::plan(const ov::TensorVector& inputs) const {
         weights.scales = reinterpret_cast<const float*>(bytes + layout.scales);
         weights.bias = reinterpret_cast<const float*>(bytes + layout.bias);
         OPENVINO_ASSERT(layout.output_scale < 0 || m_activation == "gelu", "SparseQALinear: output_scale needs activation gelu");
-        m_output_scale_offset = layout.output_scale;
+        if (layout.output_scale >= 0) {
+            const auto* scale = reinterpret_cast<const float*>(bytes + layout.output_scale);
+            m_output_scale.assign(scale, scale + m_outputs);
+        }
         // The ISA the engine chose (and reports with every answer) reaches the op through the environment.
         const char* isa = std::getenv("SPARSEQA_KERNEL_ISA");
         char error[256] = {0};
@@ -146,8 +157,7 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
     const int64_t tasks = sq_compute_task_count(packed, m);
     const GeluFn gelu = m_activation == "gelu" ? gelu_for(sq_plan_isa(packed)) : nullptr;
     const int64_t n = sq_plan_n(packed);
-    const float* scale = m_output_scale_offset < 0 ? nullptr
-        : reinterpret_cast<const float*>(static_cast<const char*>(inputs[WEIGHTS].data()) + m_output_scale_offset);
+    const float* scale = m_output_scale.empty() ? nullptr : m_output_scale.data();
     auto compute = [&](int64_t task) {
         sq_compute_task(packed, quantized, m, output, task);
         if (gelu) {

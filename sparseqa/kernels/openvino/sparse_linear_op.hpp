@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <openvino/op/op.hpp>
 
@@ -44,7 +45,7 @@ private:
     // Packed once per op instance (the CPU plugin keeps one instance per compiled model); read by every request.
     mutable std::once_flag m_packed;
     mutable std::shared_ptr<sq_plan> m_plan;
-    mutable int64_t m_output_scale_offset = -1;  // bytes into the weights blob, or -1 without output_scale
+    mutable std::vector<float> m_output_scale;  // empty without output_scale
 };
 
 }  // namespace sparseqa
