@@ -72,6 +72,20 @@ SQ_API int sq_compute_task(const sq_plan* plan, const void* workspace, int64_t m
 SQ_API int sq_compute_task_tile(const sq_plan* plan, int64_t m, int64_t task, int64_t* token_begin,
                                 int64_t* token_end, int32_t* row_begin, int32_t* row_end);
 
+/* sq_linear on a host's threads (e.g. OpenVINO's), with an optional post-op on each output tile while it is in cache.
+ * The library schedules the tasks above (quantize tasks claimed first, then each participant's contiguous share of
+ * the compute tasks, then what is left of the others'); the host only provides the threads: ``parallel(host,
+ * participants, work, job)`` must call ``work(job, i)`` once for every i < participants, concurrently or one after
+ * another, and return when all are done. ``post`` (or NULL) gets each compute task's tile: tokens [token_begin,
+ * token_end) x outputs [row_begin, row_end) of y, whose rows are n floats apart. Uses the calling thread's cached
+ * workspace. Returns 0, or -1 on bad arguments or when out of memory. */
+typedef void (*sq_work_fn)(void* job, int participant);
+typedef void (*sq_parallel_fn)(void* host, int participants, sq_work_fn work, void* job);
+typedef void (*sq_tile_fn)(void* context, float* y, int64_t n, int64_t token_begin, int64_t token_end,
+                           int32_t row_begin, int32_t row_end);
+SQ_API int sq_linear_hosted(const sq_plan* plan, const float* x, int64_t m, float* y, int participants,
+                            sq_parallel_fn parallel, void* host, sq_tile_fn post, void* post_context);
+
 /* The same result by the plainest loops: what every ISA kernel is tested against. */
 SQ_API int sq_linear_reference(const sq_bcsr* weights, const float* x, int64_t m, float* y);
 

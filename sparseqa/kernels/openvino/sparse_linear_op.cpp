@@ -1,12 +1,10 @@
 #include "sparse_linear_op.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <openvino/core/parallel.hpp>
@@ -115,22 +113,27 @@ const sq_plan* SparseQALinear::plan(const ov::TensorVector& inputs) const {
 
 namespace {
 
-// One activation workspace per calling thread (an infer request runs its ops on one thread), grown as needed and
-// reused, so a request does not map and fault in fresh pages for every one of its Linears.
-void* workspace(size_t bytes) {
-    struct Buffer {
-        void* data = nullptr;
-        size_t size = 0;
-        ~Buffer() { std::free(data); }
-    };
-    thread_local Buffer buffer;
-    if (buffer.size < bytes) {
-        std::free(buffer.data);
-        buffer.size = (bytes + 63) / 64 * 64;
-        buffer.data = std::aligned_alloc(64, buffer.size);
-        OPENVINO_ASSERT(buffer.data != nullptr, "SparseQALinear: cannot allocate ", buffer.size, " bytes");
+// The kernel library's tasks run on OpenVINO's own TBB pool: the CPU plugin calls evaluate inside its stream's arena,
+// so they get the engine's INFERENCE_NUM_THREADS threads, already awake, and no second pool competes (measured: the
+// library's own pool inside OpenVINO is ~1.5x slower).
+void openvino_threads(void*, int participants, sq_work_fn work, void* job) {
+    ov::parallel_nt(participants, [&](int participant, int) { work(job, participant); });
+}
+
+struct GeluPost {
+    GeluFn gelu;
+    const float* scale;  // per output, or null
+};
+
+// GELU on each output tile while it is still in L1 (a separate GELU node costs a pass over memory: ~5 ms of a
+// 384-token BERT-base request on one core).
+void gelu_tile(void* context, float* y, int64_t n, int64_t token_begin, int64_t token_end, int32_t row_begin,
+               int32_t row_end) {
+    const auto* post = static_cast<const GeluPost*>(context);
+    for (int64_t token = token_begin; token < token_end; ++token) {
+        post->gelu(y + token * n + row_begin, post->scale ? post->scale + row_begin : nullptr,
+                   static_cast<size_t>(row_end - row_begin));
     }
-    return buffer.data;
 }
 
 }  // namespace
@@ -144,70 +147,12 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
     const int64_t m = static_cast<int64_t>(ov::shape_size(shape) / shape.back());
     shape.back() = static_cast<size_t>(sq_plan_n(packed));
     outputs[0].set_shape(shape);
-    if (m == 0) {
-        return true;
-    }
-    const float* input = x.data<const float>();
-    float* output = outputs[0].data<float>();
-    // The kernel library's tasks run on OpenVINO's own TBB pool: the CPU plugin calls evaluate inside its stream's
-    // arena, so they get the engine's INFERENCE_NUM_THREADS threads, already awake, and no second pool competes
-    // (measured: the library's own pool inside OpenVINO is ~1.5x slower).
-    void* quantized = workspace(sq_workspace_size(packed, m));
-    const int64_t quantize_tasks = sq_quantize_task_count(packed, m);
-    const int64_t tasks = sq_compute_task_count(packed, m);
-    const GeluFn gelu = m_activation == "gelu" ? gelu_for(sq_plan_isa(packed)) : nullptr;
-    const int64_t n = sq_plan_n(packed);
-    const float* scale = m_output_scale.empty() ? nullptr : m_output_scale.data();
-    auto compute = [&](int64_t task) {
-        sq_compute_task(packed, quantized, m, output, task);
-        if (gelu) {
-            // While the task's output tile is still in L1 (a separate GELU node costs a pass over memory: ~5 ms of a
-            // 384-token BERT-base request on one core).
-            int64_t token_begin, token_end;
-            int32_t row_begin, row_end;
-            sq_compute_task_tile(packed, m, task, &token_begin, &token_end, &row_begin, &row_end);
-            for (int64_t token = token_begin; token < token_end; ++token) {
-                gelu(output + token * n + row_begin, scale ? scale + row_begin : nullptr,
-                     static_cast<size_t>(row_end - row_begin));
-            }
-        }
-    };
-    // One parallel region, not a quantize region and a compute region: the join between them cost ~5% of an op
-    // (measured at 384 tokens, 2 threads). Every thread first claims quantize tasks until none is left, then runs
-    // its own contiguous share of the compute tasks (the library numbers them row chunk by row chunk, so a share
-    // reuses its weights from cache), then helps with what is left of the others' shares: on a shared machine a
-    // thread that lost its core would otherwise hold up the whole op. A compute task waits for its token block's
-    // panel only while another running thread quantizes it (all are claimed first), so this cannot deadlock even
-    // when the pool runs the threads one after another.
-    struct alignas(64) Share {
-        std::atomic<int64_t> next{0};
-        int64_t end = 0;
-    };
-    const int threads = std::max(1, parallel_get_max_threads());
-    std::vector<Share> shares(static_cast<size_t>(threads));
-    for (int i = 0; i < threads; ++i) {
-        shares[i].next.store(tasks * i / threads, std::memory_order_relaxed);
-        shares[i].end = tasks * (i + 1) / threads;
-    }
-    std::vector<std::atomic<bool>> quantized_blocks(static_cast<size_t>(quantize_tasks));
-    for (auto& done : quantized_blocks) done.store(false, std::memory_order_relaxed);
-    std::atomic<int64_t> next_quantize{0};
-    ov::parallel_nt(threads, [&](int thread, int) {
-        for (int64_t block; (block = next_quantize.fetch_add(1, std::memory_order_relaxed)) < quantize_tasks;) {
-            sq_quantize_task(packed, input, m, quantized, block);
-            quantized_blocks[block].store(true, std::memory_order_release);
-        }
-        for (int k = 0; k < threads; ++k) {
-            Share& share = shares[(thread + k) % threads];
-            for (int64_t task; (task = share.next.fetch_add(1, std::memory_order_relaxed)) < share.end;) {
-                // Compute task t works on token block t % quantize_tasks (the numbering sparseqa_kernels.h states).
-                for (int spins = 1; !quantized_blocks[task % quantize_tasks].load(std::memory_order_acquire); ++spins) {
-                    if (spins % 64 == 0) std::this_thread::yield();
-                }
-                compute(task);
-            }
-        }
-    });
+    GeluPost post{m_activation == "gelu" ? gelu_for(sq_plan_isa(packed)) : nullptr,
+                  m_output_scale.empty() ? nullptr : m_output_scale.data()};
+    const int result = sq_linear_hosted(packed, x.data<const float>(), m, outputs[0].data<float>(),
+                                        std::max(1, parallel_get_max_threads()), openvino_threads, nullptr,
+                                        post.gelu ? gelu_tile : nullptr, &post);
+    OPENVINO_ASSERT(result == 0, "SparseQALinear: the sparseqa kernels ran out of memory");
     return true;
 }
 

@@ -175,6 +175,26 @@ Pool& pool() {
 
 int64_t token_blocks(int64_t m) { return padded_tokens(m) / TOKEN_BLOCK; }
 
+void* aligned(size_t bytes) { return ::operator new(bytes, std::align_val_t(ALIGN), std::nothrow); }
+void release(void* p) {
+    if (p) ::operator delete(p, std::align_val_t(ALIGN));
+}
+
+/* The calling thread's largest workspace so far: no allocation (and no fresh pages to fault in) per call. */
+void* cached_workspace(size_t bytes) {
+    thread_local struct Workspace {
+        void* memory = nullptr;
+        size_t bytes = 0;
+        ~Workspace() { release(memory); }
+    } cached;
+    if (bytes > cached.bytes) {
+        release(cached.memory);
+        cached.memory = aligned(bytes);
+        cached.bytes = cached.memory ? bytes : 0;
+    }
+    return cached.memory;
+}
+
 /* Rows per compute task: as many as the accumulator tile holds, fewer when that leaves under 16 tasks to balance. */
 int32_t rows_per_task(const Plan& plan, int64_t m) {
     int32_t rows = TILE_BYTES / (4 * TOKEN_BLOCK);
@@ -182,10 +202,77 @@ int32_t rows_per_task(const Plan& plan, int64_t m) {
     return rows;
 }
 
-void* aligned(size_t bytes) { return ::operator new(bytes, std::align_val_t(ALIGN), std::nothrow); }
-void release(void* p) {
-    if (p) ::operator delete(p, std::align_val_t(ALIGN));
-}
+/* One sq_linear_hosted call's shared state. Every participant first claims quantize tasks until none is left, then
+ * runs its own contiguous share of the compute tasks (numbered row chunk by row chunk, so a share reuses its weights
+ * from cache), then helps with what is left of the others' shares: on a shared machine a participant that lost its
+ * core would otherwise hold up the whole call. A compute task waits for its token block's panel only while another
+ * running participant quantizes it (all are claimed first), so this cannot deadlock even when the host runs the
+ * participants one after another. One parallel region per call: a quantize region and a compute region cost ~5%
+ * more of an op inside OpenVINO (measured at 384 tokens, 2 threads). */
+class Job {
+   public:
+    Job(const sq_plan* plan, const float* x, int64_t m, float* y, void* workspace, int participants, sq_tile_fn post,
+        void* post_context)
+        : plan_(plan), x_(x), m_(m), y_(y), workspace_(workspace), participants_(participants), post_(post),
+          post_context_(post_context), quantize_tasks_(sq_quantize_task_count(plan, m)),
+          shares_(new (std::nothrow) Share[participants]),
+          quantized_(new (std::nothrow) std::atomic<bool>[quantize_tasks_]) {
+        if (!ready()) return;
+        const int64_t tasks = sq_compute_task_count(plan, m);
+        for (int i = 0; i < participants; ++i) {
+            shares_[i].next.store(tasks * i / participants, std::memory_order_relaxed);
+            shares_[i].end = tasks * (i + 1) / participants;
+        }
+        for (int64_t i = 0; i < quantize_tasks_; ++i) quantized_[i].store(false, std::memory_order_relaxed);
+    }
+
+    bool ready() const { return shares_ && quantized_; }
+
+    void work(int participant) {
+        for (int64_t block; (block = next_quantize_.fetch_add(1, std::memory_order_relaxed)) < quantize_tasks_;) {
+            sq_quantize_task(plan_, x_, m_, workspace_, block);
+            quantized_[block].store(true, std::memory_order_release);
+        }
+        for (int k = 0; k < participants_; ++k) {
+            Share& share = shares_[(participant + k) % participants_];
+            for (int64_t task; (task = share.next.fetch_add(1, std::memory_order_relaxed)) < share.end;) compute(task);
+        }
+    }
+
+   private:
+    struct alignas(64) Share {
+        std::atomic<int64_t> next{0};
+        int64_t end = 0;
+    };
+
+    void compute(int64_t task) {
+        // Its token block's quantizer may still run on another thread; yield now and then in case it lost its core.
+        for (int spins = 1; !quantized_[task % quantize_tasks_].load(std::memory_order_acquire); ++spins) {
+            _mm_pause();
+            if (spins % 64 == 0) std::this_thread::yield();
+        }
+        sq_compute_task(plan_, workspace_, m_, y_, task);
+        if (post_) {
+            int64_t token_begin, token_end;
+            int32_t row_begin, row_end;
+            sq_compute_task_tile(plan_, m_, task, &token_begin, &token_end, &row_begin, &row_end);
+            post_(post_context_, y_, plan_->plan.n, token_begin, token_end, row_begin, row_end);
+        }
+    }
+
+    const sq_plan* plan_;
+    const float* x_;
+    int64_t m_;
+    float* y_;
+    void* workspace_;
+    int participants_;
+    sq_tile_fn post_;
+    void* post_context_;
+    int64_t quantize_tasks_;
+    std::unique_ptr<Share[]> shares_;
+    std::unique_ptr<std::atomic<bool>[]> quantized_;
+    std::atomic<int64_t> next_quantize_{0};
+};
 
 }  // namespace
 
@@ -402,43 +489,24 @@ int sq_compute_task_tile(const sq_plan* plan, int64_t m, int64_t task, int64_t* 
 }
 
 int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int threads) {
-    if (!plan || m < 0 || (m > 0 && (!x || !y)) || threads < 0) return -1;
-    if (m == 0 || plan->plan.n == 0) return 0;
+    if (threads < 0) return -1;
     if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    // Each calling thread keeps its largest workspace: no allocation (and no fresh pages to fault in) per call.
-    thread_local struct Workspace {
-        void* memory = nullptr;
-        size_t bytes = 0;
-        ~Workspace() { release(memory); }
-    } cached;
-    const size_t bytes = sq_workspace_size(plan, m);
-    if (bytes > cached.bytes) {
-        release(cached.memory);
-        cached.memory = aligned(bytes);
-        cached.bytes = cached.memory ? bytes : 0;
-        if (!cached.memory) return -1;
-    }
-    void* workspace = cached.memory;
-    // One job: the quantize tasks first, then the compute tasks, each waiting only for its own token block's panel
-    // (claimed, so being quantized, before any compute task is handed out).
-    const int64_t quantize_tasks = sq_quantize_task_count(plan, m);
-    std::unique_ptr<std::atomic<bool>[]> ready(new (std::nothrow) std::atomic<bool>[quantize_tasks]);
-    if (!ready) return -1;
-    for (int64_t i = 0; i < quantize_tasks; ++i) ready[i].store(false);
-    pool().run(quantize_tasks + sq_compute_task_count(plan, m), threads, [&](int64_t i) {
-        if (i < quantize_tasks) {
-            QUANTIZERS[plan->plan.isa](plan->plan, x, m, workspace, i);
-            ready[i].store(true, std::memory_order_release);
-            return;
-        }
-        const int64_t task = i - quantize_tasks;
-        // Its quantizer is running on another thread; yield now and then in case that thread lost its core.
-        for (int spins = 1; !ready[task % quantize_tasks].load(std::memory_order_acquire); ++spins) {
-            _mm_pause();
-            if (spins % 64 == 0) std::this_thread::yield();
-        }
-        sq_compute_task(plan, workspace, m, y, task);
-    });
+    const sq_parallel_fn own_pool = [](void*, int participants, sq_work_fn work, void* job) {
+        pool().run(participants, participants, [&](int64_t i) { work(job, static_cast<int>(i)); });
+    };
+    return sq_linear_hosted(plan, x, m, y, threads, own_pool, nullptr, nullptr, nullptr);
+}
+
+int sq_linear_hosted(const sq_plan* plan, const float* x, int64_t m, float* y, int participants,
+                     sq_parallel_fn parallel, void* host, sq_tile_fn post, void* post_context) {
+    if (!plan || m < 0 || (m > 0 && (!x || !y)) || participants < 1 || !parallel) return -1;
+    if (m == 0 || plan->plan.n == 0) return 0;
+    void* workspace = cached_workspace(sq_workspace_size(plan, m));
+    if (!workspace) return -1;
+    Job job(plan, x, m, y, workspace, participants, post, post_context);
+    if (!job.ready()) return -1;
+    parallel(host, participants, [](void* state, int participant) { static_cast<Job*>(state)->work(participant); },
+             &job);
     return 0;
 }
 
