@@ -390,6 +390,14 @@ sq_plan* sq_plan_create(const sq_bcsr* w, const char* isa_name, char* error, siz
     // Blocks are stored in the order the kernels read them: row group by row group, within a group k tile by k tile,
     // within a k tile row by row. So a task's pass over one k tile reads one contiguous run of memory, which the
     // hardware prefetcher streams from DRAM (a model's weights do not stay in cache between requests).
+    // Columns ascend within a row, so a row's blocks of k tile kt are the run after those of tile kt - 1.
+    std::unique_ptr<int32_t[]> cursor(new (std::nothrow) int32_t[std::max(w->n, 1)]);
+    if (!cursor) {
+        release(storage);
+        set_error(error, error_size, "out of memory packing the weights");
+        return nullptr;
+    }
+    std::copy(w->row_ptr, w->row_ptr + w->n, cursor.get());
     int32_t next = 0;
     for (int32_t g0 = 0; g0 < w->n; g0 += ROW_GROUP) {
         const int32_t g1 = std::min(w->n, g0 + ROW_GROUP);
@@ -397,11 +405,9 @@ sq_plan* sq_plan_create(const sq_bcsr* w, const char* isa_name, char* error, siz
             for (int32_t o = g0; o < g1; ++o) {
                 int32_t* segment = segments + (static_cast<int64_t>(o) * k_tiles + kt) * 2;
                 segment[0] = next;
-                for (int32_t b = w->row_ptr[o]; b < w->row_ptr[o + 1]; ++b) {
-                    if (w->block_col[b] / tile_groups != kt) continue;
+                for (int32_t& b = cursor[o]; b < w->row_ptr[o + 1] && w->block_col[b] / tile_groups == kt; ++b, ++next) {
                     packed[next].offset = w->block_col[b] * static_cast<int32_t>(GROUP_BYTES);
                     memcpy(&packed[next].weights, w->values + 4 * static_cast<int64_t>(b), 4);
-                    ++next;
                 }
                 segment[1] = next;
             }
