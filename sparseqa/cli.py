@@ -111,7 +111,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     for answer, latency in ((comparison.sparse, comparison.sparse_latency), (comparison.dense, comparison.dense_latency)):
         if answer is None:
             continue
-        kernels = f" · sparseqa kernels ({answer.kernel_isa})" if answer.kernels == "sparseqa" else ""
+        kernels = ""
+        if answer.kernels == "sparseqa":
+            kernels = f" · sparseqa kernels ({answer.kernel_isa}, {answer.kernel_blocks} blocks)"
         print(f"{card_for(answer.model).label} · {answer.runtime} {answer.precision}{kernels}")
         print(f"  answer: {answer.text!r}  (characters {answer.start}-{answer.end}, p={answer.score:.3f})")
         for rank, span in enumerate(answer.alternatives, start=2):

@@ -4,8 +4,9 @@
 Optimum Intel (exported once to IR, optionally quantized to int8 with NNCF, cached on disk). Engines are safe to
 call from several threads: PyTorch inference holds no per-call state, and each thread gets its own OpenVINO infer
 request.
-With ``kernels`` the int8 sparse model's sparse encoder Linears run on sparseqa's own 1x4 block-sparse kernels inside
-OpenVINO (a custom op, see sparse_ir and sparseqa/kernels) instead of OpenVINO's dense ones.
+With ``kernels`` the int8 sparse model's sparse encoder Linears run on sparseqa's own block-sparse kernels inside
+OpenVINO (a custom op, see sparse_ir and sparseqa/kernels; each Linear on the kernel family of the block orientation
+its zeros have, 1x4 or 4x1) instead of OpenVINO's dense ones.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 RUNTIMES = ("openvino", "pytorch")
 PRECISIONS = ("fp32", "bf16", "int8")
 KERNELS = ("auto", "sparseqa", "openvino")
+NO_SPARSE_LINEAR = "half of its weight blocks zero (in 1x4 or in 4x1 blocks)"
 DEFAULT_CALIBRATION_SAMPLES = 300
 
 
@@ -75,6 +77,7 @@ class Answer:
     synthetic: bool
     kernels: str = "openvino"
     kernel_isa: str | None = None
+    kernel_blocks: str | None = None
 
     def as_dict(self) -> dict:
         """Plain values for JSON: the CLI's output and the API's."""
@@ -98,6 +101,7 @@ class Answer:
             "synthetic": self.synthetic,
             "kernels": self.kernels,
             "kernel_isa": self.kernel_isa,
+            "kernel_blocks": self.kernel_blocks,
         }
 
 
@@ -115,6 +119,7 @@ class QAEngine:
     kernels: str = "openvino"
     kernel_isa: str | None = None
     kernel_fallback: str | None = None  # why OpenVINO's kernels run where sparseqa's could have (also in notes)
+    kernel_blocks: str | None = None  # the block orientation(s) sparseqa's kernels run: "4x1", "1x4" or "1x4+4x1"
 
     @property
     def synthetic(self) -> bool:
@@ -124,7 +129,9 @@ class QAEngine:
     def label(self) -> str:
         """A short name for tables: which model, on what, at what precision, with whose kernels if not the runtime's."""
         label = f"{card_for(self.model_id).label} · {self.runtime} {self.precision}"
-        return label + (f" · sparseqa kernels ({self.kernel_isa})" if self.kernels == "sparseqa" else "")
+        if self.kernels != "sparseqa":
+            return label
+        return label + f" · sparseqa kernels ({self.kernel_isa}, {self.kernel_blocks} blocks)"
 
     def infer(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Start and end logits, shape (windows, tokens), for tokenized inputs."""
@@ -189,6 +196,7 @@ class QAEngine:
             synthetic=self.synthetic,
             kernels=self.kernels,
             kernel_isa=self.kernel_isa,
+            kernel_blocks=self.kernel_blocks,
         )
 
 
@@ -229,6 +237,7 @@ class OpenVINOEngine(QAEngine):
         threads: int,
         notes: list[str],
         kernels: KernelChoice,
+        kernel_blocks: str | None = None,
     ):
         super().__init__(
             model_id,
@@ -241,6 +250,7 @@ class OpenVINOEngine(QAEngine):
             "sparseqa" if kernels.sparse else "openvino",
             kernels.isa if kernels.sparse else None,
             kernels.reason,
+            kernel_blocks if kernels.sparse else None,
         )
         self._ov_model = ov_model
         self._compiled = ov_model.request
@@ -369,8 +379,9 @@ def load_engine(
     ir_dir, replaced = ir_to_compile(local, tokenizer, precision, calibration_samples, chosen)
     if chosen.sparse and not replaced:
         if chosen.required:
-            raise ValueError(f"{model} has no Linear with half its 1x4 weight blocks zero: use --kernels openvino")
-        chosen = KernelChoice(reason="OpenVINO kernels: no Linear has half its 1x4 weight blocks zero")
+            raise ValueError(f"{model} has no Linear with {NO_SPARSE_LINEAR}: use --kernels openvino")
+        chosen = KernelChoice(reason=f"OpenVINO kernels: no Linear has {NO_SPARSE_LINEAR}")
+    orientations = linear_orientations(ir_dir)
     if chosen.sparse:
         register_extension(chosen.extension)
     if sparse_decompression is None:
@@ -382,7 +393,7 @@ def load_engine(
     }
     notes = [note for note in [calibration_note(ir_dir)] if note]
     if chosen.sparse:
-        notes.append(f"sparseqa {chosen.isa} kernels for the {replaced} sparse Linears")
+        notes.append(f"sparseqa {chosen.isa} kernels for the {replaced} sparse Linears: {orientation_note(orientations)}")
     elif chosen.reason:
         notes.append(chosen.reason)
     if precision in ("fp32", "bf16"):
@@ -398,7 +409,8 @@ def load_engine(
         ov_model = OVModelForQuestionAnswering.from_pretrained(ir_dir, ov_config=ov_config, compile=True)
     except Exception as error:
         raise ModelLoadError(model, f"OpenVINO could not compile the cached IR at {ir_dir} ({_first_line(error)})") from error
-    return OpenVINOEngine(model, ov_model, tokenizer, precision, threads, notes, chosen)
+    blocks = "+".join(sorted(set(orientations.values()))) or None
+    return OpenVINOEngine(model, ov_model, tokenizer, precision, threads, notes, chosen, blocks)
 
 
 def _load_tokenizer(local: LocalModel):
@@ -550,10 +562,25 @@ def ir_to_compile(
 
 def sparse_linears(ir_dir: Path) -> int:
     """How many Linears of a cached IR run on the sparseqa kernels (0 for an IR the graph pass did not touch)."""
+    return len(linear_orientations(ir_dir))
+
+
+def linear_orientations(ir_dir: Path) -> dict[str, str]:
+    """The Linears of a cached IR that run on the sparseqa kernels, each with its block orientation ({} for an IR
+    the graph pass did not touch)."""
     try:
-        return len(json.loads((ir_dir / SPARSE_LINEARS_FILE).read_text())["replaced"])
+        replaced = json.loads((ir_dir / SPARSE_LINEARS_FILE).read_text())["replaced"]
     except (OSError, ValueError, KeyError):
-        return 0
+        return {}
+    return replaced if isinstance(replaced, dict) else {}
+
+
+def orientation_note(orientations: dict[str, str]) -> str:
+    """How many Linears use each orientation, in words: "72 in 4x1 blocks (4 consecutive outputs × 1 input)"."""
+    from .blocks import describe
+
+    counts = {o: list(orientations.values()).count(o) for o in sorted(set(orientations.values()))}
+    return ", ".join(f"{count} in {describe(o)} blocks" for o, count in counts.items())
 
 
 def calibration_note(ir_dir: Path) -> str | None:

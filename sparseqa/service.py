@@ -138,7 +138,7 @@ class Comparison:
                     card_for(answer.model).label,
                     answer.runtime,
                     answer.precision,
-                    answer.kernels + (f" {answer.kernel_isa}" if answer.kernel_isa else ""),
+                    " ".join(filter(None, [answer.kernels, answer.kernel_isa, answer.kernel_blocks])),
                     answer.tokens,
                     round(latency.median_ms, 1),
                     round(latency.p90_ms, 1),

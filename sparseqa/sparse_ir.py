@@ -1,8 +1,10 @@
 """The graph pass that hands sparse Linears to sparseqa's kernels: MatMul (+ bias Add) → one SparseQALinear op.
 
-It reads an OpenVINO IR and replaces each MatMul whose weight is a constant with at least half of its 1x4 blocks
-(1 output row × 4 consecutive inputs) all zero by the custom op ``sparseqa.SparseQALinear`` (built from
-sparseqa/kernels/openvino), which holds the nonzero blocks in block-CSR form with per-output-row int8 scales.
+It reads an OpenVINO IR and replaces each MatMul whose weight is a constant with at least half of its blocks of 4 all
+zero in one orientation (``blocks``: "1x4", 1 output × 4 consecutive inputs, or "4x1", 4 consecutive outputs × 1
+input; read from the weights, the more zero one wins) by the custom op ``sparseqa.SparseQALinear`` (built from
+sparseqa/kernels/openvino), which holds the nonzero blocks in block-CSR form with per-output-row int8 scales and runs
+the kernel family of that orientation.
 A GELU (erf form) that follows a replaced Linear is computed inside the op, on each output tile while it is in
 cache, as OpenVINO fuses it into its own FullyConnected, and so is a per-feature constant Multiply after that GELU
 (NNCF's SmoothQuant scale of the next Linear's input). Attention, LayerNorm and everything else stay with OpenVINO,
@@ -20,30 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .sparse_kernels import BLOCK, BlockCSR, block_sparsity, pack_bcsr
+from .blocks import BLOCK, MIN_BLOCKED_SHARE, ORIENTATIONS, zero_block_share
+from .sparse_kernels import BlockCSR, int8_bcsr, pack_bcsr
 
 OP_TYPE = "SparseQALinear"
-MIN_BLOCK_SPARSITY = 0.5
 
 
-def int8_bcsr(quantized: np.ndarray, scales: np.ndarray, bias: np.ndarray | None) -> BlockCSR:
-    """The nonzero 1x4 blocks of already-quantized int8 weights [n, k] with per-row ``scales`` [n], kept as they are
-    (``pack_bcsr`` quantizes fp32 weights itself)."""
-    n, k = quantized.shape
-    blocks = quantized.reshape(n, k // BLOCK, BLOCK)
-    nonzero = blocks.any(axis=2)
-    rows, cols = np.nonzero(nonzero)  # row-major: columns ascend within each row
-    row_ptr = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(nonzero.sum(axis=1), out=row_ptr[1:])
-    return BlockCSR(
-        n=n,
-        k=k,
-        row_ptr=row_ptr,
-        block_col=cols.astype(np.int32),
-        values=np.ascontiguousarray(blocks[rows, cols], dtype=np.int8),
-        scales=np.ascontiguousarray(scales, dtype=np.float32).reshape(n),
-        bias=None if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(n),
-    )
+def kernel_orientation(weight: np.ndarray, min_block_sparsity: float = MIN_BLOCKED_SHARE) -> str | None:
+    """The block orientation whose kernels should compute ``weight`` (n, k): the one with the larger share of
+    all-zero blocks, if that share reaches ``min_block_sparsity`` and the kernels take the shape; else None."""
+    n, k = weight.shape
+    if k % BLOCK:
+        return None
+    shapes_fit = {"1x4": True, "4x1": n % BLOCK == 0}
+    shares = {o: zero_block_share(weight, o) for o in ORIENTATIONS if shapes_fit[o]}
+    best = max(shares, key=shares.get)
+    return best if shares[best] >= min_block_sparsity else None
 
 
 def weights_blob(weights: BlockCSR, output_scale: np.ndarray | None = None) -> np.ndarray:
@@ -83,12 +77,13 @@ def _node_factory(extension: Path):
     return _factories[extension]
 
 
-def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCK_SPARSITY) -> list[str]:
-    """Replace each sparse constant-weight MatMul (+ bias Add) of ``model`` in place; the replaced MatMuls' names."""
+def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCKED_SHARE) -> dict[str, str]:
+    """Replace each sparse constant-weight MatMul (+ bias Add) of ``model`` in place; the replaced MatMuls' names,
+    each with the block orientation its kernels use."""
     from openvino import opset13 as ops
 
     factory = _node_factory(Path(extension))
-    replaced = []
+    replaced = {}
     for matmul in model.get_ordered_ops():
         if matmul.get_type_name() != "MatMul":
             continue
@@ -97,16 +92,18 @@ def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCK_SPARS
             continue
         activations, weights, output, activation, output_scale = found
         blob = ops.constant(weights_blob(weights, output_scale))
-        linear = factory.create(OP_TYPE, [activations, blob], {"outputs": weights.n, "activation": activation})
+        attributes = {"outputs": weights.n, "activation": activation, "blocks": weights.orientation}
+        linear = factory.create(OP_TYPE, [activations, blob], attributes)
         linear.set_friendly_name(matmul.get_friendly_name())
         output.replace(linear.output(0))
-        replaced.append(matmul.get_friendly_name())
+        replaced[matmul.get_friendly_name()] = weights.orientation
     model.validate_nodes_and_infer_types()
     return replaced
 
 
-def sparsify_ir(source_xml: Path, target_xml: Path, extension: Path) -> list[str]:
-    """Read the IR at ``source_xml``, replace its sparse Linears, write it to ``target_xml``; the replaced names."""
+def sparsify_ir(source_xml: Path, target_xml: Path, extension: Path) -> dict[str, str]:
+    """Read the IR at ``source_xml``, replace its sparse Linears, write it to ``target_xml``; the replaced names with
+    their block orientations."""
     import openvino as ov
 
     model = ov.Core().read_model(source_xml)
@@ -178,9 +175,10 @@ def _sparse_linear(matmul, min_block_sparsity: float):
     weight = _constant_weight(matmul.input(1).get_source_output().get_node())
     if weight is None:
         return None
-    n, k = weight[0].shape
-    if k % BLOCK or block_sparsity(weight[0]) < min_block_sparsity:
+    orientation = kernel_orientation(weight[0], min_block_sparsity)
+    if orientation is None:
         return None
+    n = weight[0].shape[0]
     if activations.get_node().get_type_name() == "FakeQuantize":
         # NNCF's static activation quantization is replaced by the op's dynamic per-token one.
         activations = activations.get_node().input(0).get_source_output()
@@ -200,7 +198,10 @@ def _sparse_linear(matmul, min_block_sparsity: float):
         if str(gelu.get_attributes().get("approximation_mode", "")).upper() == "ERF":
             output, activation = gelu.output(0), "gelu"
             output_scale, output = _per_output_scale(output, n)
-    packed = pack_bcsr(weight[0], bias) if weight[1] is None else int8_bcsr(weight[0], weight[1], bias)
+    if weight[1] is None:
+        packed = pack_bcsr(weight[0], bias, orientation)
+    else:
+        packed = int8_bcsr(weight[0], weight[1], bias, orientation)
     return activations, packed, output, activation, output_scale
 
 

@@ -1,6 +1,8 @@
-"""The sparse 1x4 int8 kernels from Python: packing weights into block-CSR, running a packed layer, the references.
+"""The sparse int8 kernels from Python: packing weights into block-CSR, running a packed layer, the references.
 
-``pack_bcsr`` turns a dense fp32 weight matrix into its nonzero 1x4 blocks (int8, one scale per output row); the
+Blocks come in two orientations of the ``(out, in)`` weight (see ``blocks``): "1x4" (1 output × 4 consecutive
+inputs) and "4x1" (4 consecutive outputs × 1 input), each with its own kernel family in the native library.
+``pack_bcsr`` turns a dense fp32 weight matrix into its nonzero blocks (int8, one scale per output row); the
 OpenVINO graph pass stores exactly these arrays as Constants. ``SparseLinear`` packs them once for one ISA path and
 runs ``y = x @ W.T + b`` through the native library (built on first use, see ``native``). ``reference_linear`` runs
 the library's plain reference and ``numpy_linear`` the same arithmetic in NumPy, for tests.
@@ -15,17 +17,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import native
+from .blocks import BLOCK, check
 
-BLOCK = 4
 QUANT_MIN = np.float32(1e-30)  # as the reference: a token whose largest |x| is below this quantizes to zeros
 
 
 @dataclass(frozen=True)
 class BlockCSR:
-    """Weights as their nonzero 1x4 blocks: row ``o``'s blocks are ``row_ptr[o]:row_ptr[o + 1]``.
+    """Weights as their nonzero blocks of 4.
 
-    ``block_col`` is each block's first input divided by 4 (ascending within a row), ``values`` its 4 int8 weights,
-    and ``W[o, i] = scales[o] * value``. ``bias`` is None or one float per output.
+    "1x4": row ``o``'s blocks are ``row_ptr[o]:row_ptr[o + 1]``, ``block_col`` is each block's first input divided
+    by 4 and ``values`` its 4 int8 weights in input order. "4x1": the blocks of outputs ``4 g .. 4 g + 3`` are
+    ``row_ptr[g]:row_ptr[g + 1]``, ``block_col`` is each block's input and ``values`` its 4 weights in output order.
+    ``block_col`` ascends within a row (group); ``W[o, i] = scales[o] * value``; ``bias`` is None or one float per
+    output.
     """
 
     n: int
@@ -35,6 +40,12 @@ class BlockCSR:
     values: np.ndarray  # int8 (blocks, 4)
     scales: np.ndarray  # float32 (n,)
     bias: np.ndarray | None  # float32 (n,)
+    orientation: str = "1x4"
+
+    @property
+    def block_rows(self) -> int:
+        """Outputs per block: 1 for "1x4", 4 for "4x1"."""
+        return 1 if self.orientation == "1x4" else BLOCK
 
     @property
     def blocks(self) -> int:
@@ -48,40 +59,47 @@ class BlockCSR:
 
     def dequantized(self) -> np.ndarray:
         """The (n, k) fp32 weights these blocks stand for."""
-        dense = np.zeros((self.n, self.k // BLOCK, BLOCK), np.float32)
-        rows = np.repeat(np.arange(self.n), np.diff(self.row_ptr))
-        dense[rows, self.block_col] = self.values * self.scales[rows, None]
-        return dense.reshape(self.n, self.k)
+        return self.int8_weights() * self.scales[:, None]
 
     def int8_weights(self) -> np.ndarray:
         """The (n, k) int8 weights, zeros where no block is stored."""
-        dense = np.zeros((self.n, self.k // BLOCK, BLOCK), np.int8)
-        rows = np.repeat(np.arange(self.n), np.diff(self.row_ptr))
+        rows = np.repeat(np.arange(len(self.row_ptr) - 1), np.diff(self.row_ptr))
+        if self.orientation == "1x4":
+            dense = np.zeros((self.n, self.k // BLOCK, BLOCK), np.int8)
+            dense[rows, self.block_col] = self.values
+            return dense.reshape(self.n, self.k)
+        dense = np.zeros((self.n // BLOCK, self.k, BLOCK), np.int8)
         dense[rows, self.block_col] = self.values
-        return dense.reshape(self.n, self.k)
+        return dense.transpose(0, 2, 1).reshape(self.n, self.k)
 
 
-def block_sparsity(weight: np.ndarray) -> float:
-    """The share of 1x4 blocks (4 consecutive inputs of one output row) that are entirely zero."""
-    n, k = _check_weight(weight)
-    return float(1.0 - np.any(weight.reshape(n, k // BLOCK, BLOCK) != 0, axis=2).mean()) if n else 0.0
-
-
-def pack_bcsr(weight: np.ndarray, bias: np.ndarray | None = None) -> BlockCSR:
-    """Quantize ``weight`` (n, k) per output row to symmetric int8 and keep its nonzero 1x4 blocks.
+def pack_bcsr(weight: np.ndarray, bias: np.ndarray | None = None, orientation: str = "1x4") -> BlockCSR:
+    """Quantize ``weight`` (n, k) per output row to symmetric int8 and keep its nonzero blocks of ``orientation``.
 
     Row scale = max |W[o, :]| / 127; a block whose 4 int8 values are all zero is dropped. ``k`` must be a multiple
-    of 4. ``bias`` (n,) is kept in fp32.
+    of 4 (and ``n`` too for "4x1"). ``bias`` (n,) is kept in fp32.
     """
-    n, k = _check_weight(weight)
+    n, k = _check_weight(weight, orientation)
     weight = np.asarray(weight, np.float32)
     peak = np.abs(weight).max(axis=1) if k else np.zeros(n, np.float32)
     scales = np.where(peak > 0, peak / np.float32(127), np.float32(1)).astype(np.float32)
     quantized = np.clip(np.rint(weight / scales[:, None]), -127, 127).astype(np.int8)
-    blocks = quantized.reshape(n, k // BLOCK, BLOCK)
+    return int8_bcsr(quantized, scales, bias, orientation)
+
+
+def int8_bcsr(
+    quantized: np.ndarray, scales: np.ndarray, bias: np.ndarray | None, orientation: str = "1x4"
+) -> BlockCSR:
+    """The nonzero blocks of ``orientation`` of already-quantized int8 weights [n, k] with per-row ``scales`` [n],
+    kept as they are (``pack_bcsr`` quantizes fp32 weights itself)."""
+    n, k = _check_weight(quantized, orientation)
+    if orientation == "1x4":
+        blocks = quantized.reshape(n, k // BLOCK, BLOCK)
+    else:
+        blocks = quantized.reshape(n // BLOCK, BLOCK, k).transpose(0, 2, 1)  # [group, input, 4 outputs]
     nonzero = np.any(blocks != 0, axis=2)
-    rows, cols = np.nonzero(nonzero)  # row-major: columns ascend within each row
-    row_ptr = np.zeros(n + 1, np.int32)
+    rows, cols = np.nonzero(nonzero)  # row-major: columns ascend within each row (group)
+    row_ptr = np.zeros(nonzero.shape[0] + 1, np.int32)
     np.cumsum(nonzero.sum(axis=1), out=row_ptr[1:])
     if bias is not None:
         bias = np.ascontiguousarray(bias, np.float32).reshape(-1)
@@ -92,18 +110,22 @@ def pack_bcsr(weight: np.ndarray, bias: np.ndarray | None = None) -> BlockCSR:
         k=k,
         row_ptr=row_ptr,
         block_col=cols.astype(np.int32),
-        values=np.ascontiguousarray(blocks[rows, cols]),
-        scales=scales,
+        values=np.ascontiguousarray(blocks[rows, cols], dtype=np.int8),
+        scales=np.ascontiguousarray(scales, dtype=np.float32).reshape(n),
         bias=bias,
+        orientation=orientation,
     )
 
 
-def _check_weight(weight: np.ndarray) -> tuple[int, int]:
+def _check_weight(weight: np.ndarray, orientation: str) -> tuple[int, int]:
+    check(orientation)
     if weight.ndim != 2:
         raise ValueError(f"weight must be 2-D (outputs, inputs), got shape {weight.shape}")
     n, k = weight.shape
     if k % BLOCK:
-        raise ValueError(f"inputs ({k}) must be a multiple of {BLOCK} for 1x{BLOCK} blocks")
+        raise ValueError(f"inputs ({k}) must be a multiple of {BLOCK}")
+    if orientation == "4x1" and n % BLOCK:
+        raise ValueError(f"outputs ({n}) must be a multiple of {BLOCK} for 4x1 blocks")
     return n, k
 
 
@@ -111,6 +133,7 @@ class _Bcsr(ctypes.Structure):
     _fields_ = [
         ("n", ctypes.c_int32),
         ("k", ctypes.c_int32),
+        ("block_rows", ctypes.c_int32),
         ("row_ptr", ctypes.c_void_p),
         ("block_col", ctypes.c_void_p),
         ("values", ctypes.c_void_p),
@@ -128,6 +151,7 @@ def _struct(weights: BlockCSR) -> _Bcsr:
     return _Bcsr(
         weights.n,
         weights.k,
+        weights.block_rows,
         pointer(weights.row_ptr),
         pointer(weights.block_col),
         pointer(weights.values),

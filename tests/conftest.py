@@ -82,6 +82,32 @@ def tiny_sparse_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sparse_model_1x4(tiny_sparse_model: Path) -> Path:
+    """The tiny model whose encoder Linears have 80% of their 1x4 blocks (1 output × 4 inputs) zero."""
+    return tiny_sparse_model
+
+
+@pytest.fixture(scope="session")
+def tiny_sparse_model_4x1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with 80% of its encoder Linears' 4x1 blocks (4 outputs × 1 input) zero, at random."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    directory = build_tiny_model(tmp_path_factory.mktemp("tiny-sparse-4x1"), sparse=False, seed=3)
+    model = AutoModelForQuestionAnswering.from_pretrained(directory)
+    rng = np.random.default_rng(3)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and ".encoder." in f".{name}.":
+                out_features, in_features = module.weight.shape
+                keep = torch.from_numpy(rng.random((out_features // 4, 1, in_features)) >= 0.8)
+                module.weight.view(out_features // 4, 4, in_features).mul_(keep)
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
 def tiny_dense_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny dense QA model (random weights, no pruning)."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-dense"), sparse=False, seed=2)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from sparseqa import native
-from sparseqa.sparse_kernels import BLOCK, numpy_linear, pack_bcsr
-from sparseqa.sparse_ir import OP_TYPE, sparsify
+from sparseqa.blocks import BLOCK, ORIENTATIONS
+from sparseqa.sparse_kernels import numpy_linear, pack_bcsr
+from sparseqa.sparse_ir import OP_TYPE, kernel_orientation, sparsify
 
 QUESTION = "Where did the probe land?"
 PASSAGE = "The probe landed on the moon in 1969 after a long trip through space."
@@ -32,13 +33,21 @@ def core(extension):
     return core
 
 
-def sparse_int8_weight(rng: np.random.Generator, n: int, k: int, density: float = 0.2) -> np.ndarray:
-    """fp32 weights [n, k] with ``1 - density`` of their 1x4 blocks zero, each row exactly representable as int8
-    times its per-row scale (max |q| = 127), so the op's weight quantization is lossless and only activations round."""
+def sparse_int8_weight(
+    rng: np.random.Generator, n: int, k: int, density: float = 0.2, orientation: str = "1x4"
+) -> np.ndarray:
+    """fp32 weights [n, k] with ``1 - density`` of their blocks of ``orientation`` zero, each row exactly
+    representable as int8 times its per-row scale (max |q| = 127), so the op's weight quantization is lossless and
+    only activations round."""
     quantized = rng.integers(-127, 128, size=(n, k)).astype(np.float32)
-    keep = rng.random((n, k // BLOCK)) < density
-    keep[:, 0] = True  # every row keeps a block, so its peak can be 127
-    quantized *= np.repeat(keep, BLOCK, axis=1)
+    if orientation == "1x4":
+        keep = rng.random((n, k // BLOCK)) < density
+        keep[:, 0] = True  # every row keeps a block, so its peak can be 127
+        quantized *= np.repeat(keep, BLOCK, axis=1)
+    else:
+        keep = rng.random((n // BLOCK, k)) < density
+        keep[:, 0] = True
+        quantized *= np.repeat(keep, BLOCK, axis=0)
     rows = np.arange(n)
     quantized[rows, np.argmax(quantized != 0, axis=1)] = 127
     quantized[n // 2] = 0  # one output row with no nonzero block
@@ -69,16 +78,23 @@ def op_count(model) -> int:
     return sum(node.get_type_name() == OP_TYPE for node in model.get_ordered_ops())
 
 
+def op_blocks(model) -> list[str]:
+    """The block orientation of each sparseqa op in ``model``, in graph order."""
+    return [node.get_attributes()["blocks"] for node in model.get_ordered_ops() if node.get_type_name() == OP_TYPE]
+
+
+@pytest.mark.parametrize("orientation", ORIENTATIONS)
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (2, 130), (1, 384)])
-def test_op_computes_what_the_kernel_reference_computes(core, extension, shape):
+def test_op_computes_what_the_kernel_reference_computes(core, extension, shape, orientation):
     rng = np.random.default_rng(sum(shape))
-    weight = sparse_int8_weight(rng, 48, 64)
+    weight = sparse_int8_weight(rng, 48, 64, orientation=orientation)
     bias = rng.normal(size=48).astype(np.float32)
     x = rng.normal(size=shape + (64,)).astype(np.float32)
     x[..., 3] = 40.0  # one large activation per token: the quantization limit is reached
-    expected = numpy_linear(pack_bcsr(weight, bias), x.reshape(-1, 64)).reshape(shape + (48,))
+    expected = numpy_linear(pack_bcsr(weight, bias, orientation), x.reshape(-1, 64)).reshape(shape + (48,))
     model = linear_model([(weight, bias)], 64, gelu=False)
-    assert len(sparsify(model, extension)) == 1 and op_count(model) == 1
+    assert list(sparsify(model, extension).values()) == [orientation]
+    assert op_blocks(model) == [orientation]
     np.testing.assert_allclose(run(core, model, x), expected, rtol=1e-5, atol=1e-5)
     # The GELU after it is computed inside the op, in erf form (to within its rational erf's 1.1e-6).
     fused = linear_model([(weight, bias)], 64, gelu=True)
@@ -99,18 +115,21 @@ def test_op_computes_what_the_kernel_reference_computes(core, extension, shape):
     np.testing.assert_allclose(run(core, scaled, x), exact_gelu * scale, rtol=1e-5, atol=4e-6)
 
 
+@pytest.mark.parametrize("orientation", ORIENTATIONS)
 @pytest.mark.parametrize("isa", ["avx512vnni", "avxvnni", "avx2", "scalar"])
-def test_fused_gelu_of_every_isa_path_matches_erf_gelu_including_vector_tails(core, extension, isa, monkeypatch):
+def test_fused_gelu_of_every_isa_path_matches_erf_gelu_including_vector_tails(
+    core, extension, isa, orientation, monkeypatch
+):
     if isa not in native.cpu_isas():
         pytest.skip(f"this CPU lacks {isa} (it runs {', '.join(native.cpu_isas())})")
     # The op picks its GELU by the kernel path: 16 lanes, 8 lanes or one. 44 outputs in row chunks of 16 leave a
     # 12-output tail (a masked AVX-512 vector; 8 AVX2 lanes and 4 scalar ones).
     monkeypatch.setenv("SPARSEQA_KERNEL_ISA", isa)
     rng = np.random.default_rng(11)
-    weight = sparse_int8_weight(rng, 44, 64)
+    weight = sparse_int8_weight(rng, 44, 64, orientation=orientation)
     bias = rng.normal(size=44).astype(np.float32)
     x = (rng.normal(size=(1, 70, 64)) * 3).astype(np.float32)
-    expected = numpy_linear(pack_bcsr(weight, bias), x.reshape(-1, 64)).reshape(1, 70, 44)
+    expected = numpy_linear(pack_bcsr(weight, bias, orientation), x.reshape(-1, 64)).reshape(1, 70, 44)
     assert np.abs(expected).max() > 9  # far into both tails of erf
     fused = linear_model([(weight, bias)], 64, gelu=True)
     assert len(sparsify(fused, extension)) == 1
@@ -144,11 +163,16 @@ def test_op_reads_a_weights_blob_at_any_byte_of_the_ir_file(core, extension, tmp
 
 def test_op_inside_a_small_model_stays_close_to_the_same_model_without_it(core, extension):
     rng = np.random.default_rng(7)
-    sizes = [(64, 32), (32, 64), (16, 32)]
-    layers = [(sparse_int8_weight(rng, n, k), rng.normal(scale=0.1, size=n).astype(np.float32)) for n, k in sizes]
+    # Each Linear on the kernels of its own block orientation, read from its weights.
+    sizes = [(64, 32, "4x1"), (32, 64, "1x4"), (16, 32, "4x1")]
+    layers = [
+        (sparse_int8_weight(rng, n, k, orientation=orientation), rng.normal(scale=0.1, size=n).astype(np.float32))
+        for n, k, orientation in sizes
+    ]
     dense = linear_model(layers, 32)
     sparse = linear_model(layers, 32)
-    assert len(sparsify(sparse, extension)) == 3 and op_count(sparse) == 3
+    assert list(sparsify(sparse, extension).values()) == ["4x1", "1x4", "4x1"] and op_count(sparse) == 3
+    assert op_blocks(sparse) == ["4x1", "1x4", "4x1"]
     assert not any(node.get_type_name() == "Gelu" for node in sparse.get_ordered_ops())
     x = rng.normal(size=(2, 50, 32)).astype(np.float32)
     expected, actual = run(core, dense, x), run(core, sparse, x)
@@ -164,9 +188,19 @@ def test_pass_leaves_dense_and_non_multiple_of_4_matmuls_to_openvino(extension):
     rng = np.random.default_rng(3)
     dense_weight = rng.normal(size=(16, 32)).astype(np.float32)
     model = linear_model([(dense_weight, np.zeros(16, np.float32))], 32)
-    assert sparsify(model, extension) == []
+    assert sparsify(model, extension) == {}
     odd = linear_model([(np.zeros((8, 30), np.float32), np.zeros(8, np.float32))], 30)
-    assert sparsify(odd, extension) == []
+    assert sparsify(odd, extension) == {}
+
+
+def test_orientation_is_read_per_linear_from_its_zero_blocks():
+    rng = np.random.default_rng(4)
+    assert kernel_orientation(sparse_int8_weight(rng, 64, 64, orientation="4x1")) == "4x1"
+    assert kernel_orientation(sparse_int8_weight(rng, 64, 64, orientation="1x4")) == "1x4"
+    scattered = rng.normal(size=(64, 64)) * (rng.random((64, 64)) < 0.2)  # 80% zeros, no blocks
+    assert kernel_orientation(scattered) is None
+    # 4x1 blocks need whole 4-output groups: 62 outputs leave it to 1x4 or to OpenVINO.
+    assert kernel_orientation(sparse_int8_weight(rng, 64, 64, orientation="4x1")[:62]) is None
 
 
 def encoder_linears(core, ir_xml: Path) -> set[str]:
@@ -178,12 +212,11 @@ def encoder_linears(core, ir_xml: Path) -> set[str]:
     }
 
 
-@pytest.fixture(scope="module")
-def tiny_irs(tiny_sparse_model) -> dict[str, Path]:
+def tiny_irs(model: Path) -> dict[str, Path]:
     from sparseqa.models import resolve
     from sparseqa.runtimes import _load_tokenizer, cached_ir
 
-    local = resolve(str(tiny_sparse_model))
+    local = resolve(str(model))
     tokenizer = _load_tokenizer(local)
     return {
         precision: cached_ir(local, tokenizer, quantized=precision == "int8", calibration_samples=20) / "openvino_model.xml"
@@ -191,18 +224,22 @@ def tiny_irs(tiny_sparse_model) -> dict[str, Path]:
     }
 
 
+@pytest.mark.parametrize("orientation", ORIENTATIONS)
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
-def test_pass_replaces_exactly_the_encoder_linears_of_the_tiny_sparse_model(core, extension, tiny_irs, precision):
+def test_pass_replaces_exactly_the_encoder_linears_of_the_tiny_sparse_model(
+    core, extension, precision, orientation, request
+):
     from sparseqa.sparse_ir import sparsify_ir
 
-    source = tiny_irs[precision]
+    source = tiny_irs(request.getfixturevalue(f"tiny_sparse_model_{orientation}"))[precision]
     linears = encoder_linears(core, source)
     assert len(linears) == 2 * 6  # 2 layers × (query, key, value, attention output, intermediate, output)
-    target = source.parent.parent / f"sparse-pass-{precision}" / "openvino_model.xml"
+    target = source.parent.parent / f"sparse-pass-{precision}-{orientation}" / "openvino_model.xml"
     target.parent.mkdir(exist_ok=True)
-    assert set(sparsify_ir(source, target, extension)) == linears
+    replaced = sparsify_ir(source, target, extension)
+    assert set(replaced) == linears and set(replaced.values()) == {orientation}
     model = core.read_model(target)
-    assert op_count(model) == len(linears)
+    assert op_count(model) == len(linears) and set(op_blocks(model)) == {orientation}
     assert not encoder_linears(core, target)
     remaining = [node.get_friendly_name() for node in model.get_ordered_ops() if node.get_type_name() == "MatMul"]
     assert any("qa_outputs" in name for name in remaining)  # the dense QA head stays with OpenVINO
@@ -230,18 +267,20 @@ def tiny_inputs(engine) -> dict[str, np.ndarray]:
     return decoding.model_inputs(decoding.encode(engine.tokenizer, QUESTION, PASSAGE), engine.input_names)
 
 
-def test_load_engine_kernels_auto_sparseqa_and_openvino(tiny_sparse_model):
+@pytest.mark.parametrize("orientation", ORIENTATIONS)
+def test_load_engine_kernels_auto_sparseqa_and_openvino(orientation, request):
     from sparseqa.runtimes import load_engine
 
-    engines = {kernels: load_engine(str(tiny_sparse_model), "openvino", "int8", kernels=kernels) for kernels in ("auto", "sparseqa", "openvino")}
+    model = str(request.getfixturevalue(f"tiny_sparse_model_{orientation}"))
+    engines = {kernels: load_engine(model, "openvino", "int8", kernels=kernels) for kernels in ("auto", "sparseqa", "openvino")}
     isa = native.chosen_isa()
     for kernels in ("auto", "sparseqa"):
         engine = engines[kernels]
-        assert (engine.kernels, engine.kernel_isa) == ("sparseqa", isa)
-        assert f"sparseqa kernels ({isa})" in engine.label
-        assert any(f"sparseqa {isa} kernels for the 12 sparse Linears" in note for note in engine.notes)
+        assert (engine.kernels, engine.kernel_isa, engine.kernel_blocks) == ("sparseqa", isa, orientation)
+        assert f"sparseqa kernels ({isa}, {orientation} blocks)" in engine.label
+        assert any(f"sparseqa {isa} kernels for the 12 sparse Linears: 12 in {orientation} (" in note for note in engine.notes)
         answer = engine.answer(QUESTION, PASSAGE).as_dict()
-        assert (answer["kernels"], answer["kernel_isa"]) == ("sparseqa", isa)
+        assert (answer["kernels"], answer["kernel_isa"], answer["kernel_blocks"]) == ("sparseqa", isa, orientation)
         assert PASSAGE[answer["start"] : answer["end"]] == answer["answer"]
     openvino = engines["openvino"]
     assert (openvino.kernels, openvino.kernel_isa) == ("openvino", None)

@@ -1,5 +1,6 @@
-"""The native 1x4 block-sparse int8 kernels: every ISA path this CPU runs against the reference, the packer, the
-build cache and its fallback when the build fails."""
+"""The native block-sparse int8 kernels: every ISA path this CPU runs, for both block orientations (1x4: 1 output ×
+4 inputs; 4x1: 4 outputs × 1 input), against the reference; the packer, the build cache and its fallback when the
+build fails."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparseqa import native
+from sparseqa.blocks import ORIENTATIONS, zero_block_share
 from sparseqa.sparse_kernels import (
     BlockCSR,
     SparseLinear,
-    block_sparsity,
     numpy_linear,
     pack_bcsr,
     reference_linear,
@@ -43,14 +44,24 @@ def isa(request: pytest.FixtureRequest, cpu_isas: list[str]) -> str:
     return request.param
 
 
-def sparse_weight(n: int, k: int, density: float, seed: int = 0, *, negative: bool = False) -> np.ndarray:
-    """A random (n, k) weight with ``density`` of its 1x4 blocks nonzero."""
+@pytest.fixture(params=ORIENTATIONS)
+def orientation(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def sparse_weight(
+    n: int, k: int, density: float, seed: int = 0, *, negative: bool = False, orientation: str = "1x4"
+) -> np.ndarray:
+    """A random (n, k) weight with ``density`` of its blocks of ``orientation`` nonzero."""
     rng = np.random.default_rng(seed)
     weight = rng.standard_normal((n, k)).astype(np.float32)
     if negative:
         weight = -np.abs(weight)
-    keep = rng.random((n, k // 4)) < density
-    return (weight.reshape(n, k // 4, 4) * keep[:, :, None]).reshape(n, k)
+    if orientation == "1x4":
+        keep = rng.random((n, k // 4)) < density
+        return (weight.reshape(n, k // 4, 4) * keep[:, :, None]).reshape(n, k)
+    keep = rng.random((n // 4, k)) < density
+    return (weight.reshape(n // 4, 4, k) * keep[:, None, :]).reshape(n, k)
 
 
 def activations(m: int, k: int, seed: int = 1) -> np.ndarray:
@@ -69,30 +80,33 @@ def assert_matches_reference(layer: SparseLinear, weights: BlockCSR, x: np.ndarr
 
 @pytest.mark.parametrize("tokens", [1, 7, 16, 383, 384, 1000])
 @pytest.mark.parametrize("density", [0.0, 0.2, 1.0])
-def test_kernel_equals_reference_for_token_counts_and_densities(isa: str, tokens: int, density: float) -> None:
+def test_kernel_equals_reference_for_token_counts_and_densities(
+    isa: str, orientation: str, tokens: int, density: float
+) -> None:
     # 72 outputs and 100 inputs: neither a multiple of 16 nor of 8, so every tail path runs.
-    weights = pack_bcsr(sparse_weight(72, 100, density), np.linspace(-1, 1, 72, dtype=np.float32))
+    weight = sparse_weight(72, 100, density, orientation=orientation)
+    weights = pack_bcsr(weight, np.linspace(-1, 1, 72, dtype=np.float32), orientation)
     assert_matches_reference(SparseLinear(weights, isa), weights, activations(tokens, 100))
 
 
 @pytest.mark.parametrize(("n", "k", "tokens"), [(3072, 768, 17), (768, 3072, 65), (4, 4, 3), (8, 1028, 40)])
-def test_kernel_equals_reference_on_bert_and_odd_shapes(isa: str, n: int, k: int, tokens: int) -> None:
-    weights = pack_bcsr(sparse_weight(n, k, 0.2), np.ones(n, np.float32))
+def test_kernel_equals_reference_on_bert_and_odd_shapes(isa: str, orientation: str, n: int, k: int, tokens: int) -> None:
+    weights = pack_bcsr(sparse_weight(n, k, 0.2, orientation=orientation), np.ones(n, np.float32), orientation)
     assert_matches_reference(SparseLinear(weights, isa), weights, activations(tokens, k))
 
 
 @pytest.mark.parametrize("threads", [1, 2, 8])
-def test_thread_count_does_not_change_the_result(isa: str, threads: int) -> None:
-    weights = pack_bcsr(sparse_weight(200, 64, 0.3))
+def test_thread_count_does_not_change_the_result(isa: str, orientation: str, threads: int) -> None:
+    weights = pack_bcsr(sparse_weight(200, 64, 0.3, orientation=orientation), None, orientation)
     x = activations(300, 64)
     layer = SparseLinear(weights, isa)
     np.testing.assert_array_equal(layer(x, threads), reference_linear(weights, x))
 
 
-def test_concurrent_calls_on_one_plan_each_get_their_own_result(isa: str) -> None:
+def test_concurrent_calls_on_one_plan_each_get_their_own_result(isa: str, orientation: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    weights = pack_bcsr(sparse_weight(96, 128, 0.3))
+    weights = pack_bcsr(sparse_weight(96, 128, 0.3, orientation=orientation), None, orientation)
     layer = SparseLinear(weights, isa)
     inputs = [activations(50 + 40 * i, 128, seed=i) for i in range(6)]
     with ThreadPoolExecutor(max_workers=3) as pool:  # ctypes releases the GIL: the calls really overlap
@@ -101,44 +115,48 @@ def test_concurrent_calls_on_one_plan_each_get_their_own_result(isa: str) -> Non
         np.testing.assert_array_equal(y, reference_linear(weights, x))
 
 
-def test_output_row_without_blocks_is_its_bias_and_no_bias_means_zero(isa: str) -> None:
-    weight = sparse_weight(40, 64, 0.5)
+def test_output_row_without_blocks_is_its_bias_and_no_bias_means_zero(isa: str, orientation: str) -> None:
+    weight = sparse_weight(40, 64, 0.5, orientation=orientation)
     weight[3] = 0.0
     weight[17] = 0.0
+    weight[8:12] = 0.0  # an empty 4-output group of 4x1 blocks
     bias = np.arange(40, dtype=np.float32)
-    with_bias = pack_bcsr(weight, bias)
-    assert with_bias.row_ptr[4] == with_bias.row_ptr[3]
+    with_bias = pack_bcsr(weight, bias, orientation)
+    empty = (3, 4) if orientation == "1x4" else (2, 3)  # row (1x4) or row group (4x1) without blocks
+    assert with_bias.row_ptr[empty[1]] == with_bias.row_ptr[empty[0]]
     y = assert_matches_reference(SparseLinear(with_bias, isa), with_bias, activations(20, 64))
-    assert np.all(y[:, 3] == 3.0) and np.all(y[:, 17] == 17.0)
-    without_bias = pack_bcsr(weight)
+    assert np.all(y[:, 3] == 3.0) and np.all(y[:, 17] == 17.0) and np.all(y[:, 8:12] == bias[8:12])
+    without_bias = pack_bcsr(weight, None, orientation)
     y = assert_matches_reference(SparseLinear(without_bias, isa), without_bias, activations(20, 64))
     assert np.all(y[:, 3] == 0.0)
 
 
-def test_negative_weights_and_the_int8_extremes(isa: str) -> None:
-    negative = pack_bcsr(sparse_weight(48, 64, 0.4, negative=True))
+def test_negative_weights_and_the_int8_extremes(isa: str, orientation: str) -> None:
+    negative = pack_bcsr(sparse_weight(48, 64, 0.4, negative=True, orientation=orientation), None, orientation)
     assert negative.values.min() == -127
     assert_matches_reference(SparseLinear(negative, isa), negative, activations(33, 64))
     # -128 is outside what pack_bcsr writes but a valid int8: the AVX2 sign trick must handle it too.
     n, k = 24, 32
+    rows, columns = (n, k // 4) if orientation == "1x4" else (n // 4, k)  # every block stored
     rng = np.random.default_rng(5)
-    values = rng.choice(np.array([-128, -127, 127, -1, 0, 1], np.int8), size=(n * k // 4, 4))
+    values = rng.choice(np.array([-128, -127, 127, -1, 0, 1], np.int8), size=(rows * columns, 4))
     extreme = BlockCSR(
         n=n,
         k=k,
-        row_ptr=np.arange(0, n * k // 4 + 1, k // 4, dtype=np.int32),
-        block_col=np.tile(np.arange(k // 4, dtype=np.int32), n),
+        row_ptr=np.arange(0, rows * columns + 1, columns, dtype=np.int32),
+        block_col=np.tile(np.arange(columns, dtype=np.int32), rows),
         values=values,
         scales=np.full(n, 0.01, np.float32),
         bias=None,
+        orientation=orientation,
     )
     x = np.where(rng.random((19, k)) < 0.5, -1.0, 1.0).astype(np.float32)  # every activation quantizes to +-127
     assert_matches_reference(SparseLinear(extreme, isa), extreme, x)
 
 
-def test_activations_at_the_quantization_limits(isa: str) -> None:
+def test_activations_at_the_quantization_limits(isa: str, orientation: str) -> None:
     k = 64
-    weights = pack_bcsr(sparse_weight(36, k, 0.5), np.full(36, 0.5, np.float32))
+    weights = pack_bcsr(sparse_weight(36, k, 0.5, orientation=orientation), np.full(36, 0.5, np.float32), orientation)
     ties = np.zeros(k, np.float32)
     ties[0] = 127.0  # scale 1: the others are exact halves, rounded half to even
     ties[1:9] = [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, -126.5]
@@ -164,22 +182,25 @@ def test_activations_at_the_quantization_limits(isa: str) -> None:
     density=st.sampled_from([0.0, 0.05, 0.5, 1.0]),
     seed=st.integers(0, 2**16),
     bias=st.booleans(),
+    orientation=st.sampled_from(ORIENTATIONS),
 )
 def test_fuzz_every_isa_equals_reference(
-    cpu_isas: list[str], n: int, k: int, tokens: int, density: float, seed: int, bias: bool
+    cpu_isas: list[str], n: int, k: int, tokens: int, density: float, seed: int, bias: bool, orientation: str
 ) -> None:
-    weights = pack_bcsr(sparse_weight(n, k, density, seed), np.ones(n, np.float32) if bias else None)
+    weight = sparse_weight(n, k, density, seed, orientation=orientation)
+    weights = pack_bcsr(weight, np.ones(n, np.float32) if bias else None, orientation)
     x = activations(tokens, k, seed + 1)
     expected = reference_linear(weights, x)
     for name in cpu_isas:
         np.testing.assert_array_equal(SparseLinear(weights, name)(x, 2), expected)
 
 
-def test_task_api_in_any_order_equals_sq_linear(isa: str) -> None:
+def test_task_api_in_any_order_equals_sq_linear(isa: str, orientation: str) -> None:
     """What a host thread pool (the OpenVINO op) does: quantize tasks, then compute tasks, in any order."""
     from sparseqa.sparse_kernels import _library
 
-    weights = pack_bcsr(sparse_weight(100, 96, 0.3), np.ones(100, np.float32))
+    weight = sparse_weight(100, 96, 0.3, orientation=orientation)
+    weights = pack_bcsr(weight, np.ones(100, np.float32), orientation)
     layer = SparseLinear(weights, isa)
     x = activations(130, 96)
     library = _library()
@@ -201,8 +222,8 @@ def test_task_api_in_any_order_equals_sq_linear(isa: str) -> None:
     np.testing.assert_array_equal(y, layer(x, 1))
 
 
-def test_results_do_not_depend_on_output_alignment(isa: str) -> None:
-    weights = pack_bcsr(sparse_weight(64, 32, 0.5))
+def test_results_do_not_depend_on_output_alignment(isa: str, orientation: str) -> None:
+    weights = pack_bcsr(sparse_weight(64, 32, 0.5, orientation=orientation), None, orientation)
     x = activations(70, 32)
     expected = reference_linear(weights, x)
     assert SparseLinear(weights, isa)(x).ctypes.data % 64 == 0
@@ -227,13 +248,33 @@ def test_pack_bcsr_keeps_nonzero_blocks_and_per_row_scales() -> None:
         assert np.all(np.diff(columns) > 0)
     # Per-row symmetric int8: each weight within half a step of its row's scale.
     assert np.all(np.abs(packed.dequantized() - weight) <= packed.scales[:, None] * (0.5 + 1e-6))
-    assert block_sparsity(weight) == pytest.approx(1 - nonzero_blocks.mean())
-    assert block_sparsity(np.zeros((4, 8))) == 1.0 and block_sparsity(np.ones((4, 8))) == 0.0
+    assert zero_block_share(weight, "1x4") == pytest.approx(1 - nonzero_blocks.mean())
+
+
+def test_pack_bcsr_keeps_nonzero_4x1_blocks_by_output_group() -> None:
+    weight = sparse_weight(64, 40, 0.25, seed=3, orientation="4x1")
+    weight[8:12] = 0.0
+    packed = pack_bcsr(weight, None, "4x1")
+    nonzero_blocks = np.any(weight.reshape(16, 4, 40) != 0, axis=1)  # [group, input]
+    assert packed.block_rows == 4 and packed.blocks == nonzero_blocks.sum()
+    assert np.all(np.diff(packed.row_ptr) == nonzero_blocks.sum(axis=1)) and len(packed.row_ptr) == 17
+    assert packed.row_ptr[3] == packed.row_ptr[2]
+    # Group 5's first block: outputs 20..23 at one input, in output order.
+    input_index = packed.block_col[packed.row_ptr[5]]
+    quantized = np.rint(weight[20:24, input_index] / packed.scales[20:24])
+    assert packed.values[packed.row_ptr[5]].tolist() == quantized.astype(int).tolist()
+    assert np.all(np.abs(packed.dequantized() - weight) <= packed.scales[:, None] * (0.5 + 1e-6))
+    expected = np.clip(np.rint(weight / packed.scales[:, None]), -127, 127)
+    np.testing.assert_array_equal(packed.int8_weights(), expected)
 
 
 def test_pack_bcsr_rejects_shapes_the_kernels_cannot_take() -> None:
     with pytest.raises(ValueError, match="multiple of 4"):
         pack_bcsr(np.ones((4, 6)))
+    with pytest.raises(ValueError, match=r"outputs \(6\) must be a multiple of 4 for 4x1"):
+        pack_bcsr(np.ones((6, 8)), None, "4x1")
+    with pytest.raises(ValueError, match="choose 1x4 or 4x1"):
+        pack_bcsr(np.ones((4, 8)), None, "2x2")
     with pytest.raises(ValueError, match="2-D"):
         pack_bcsr(np.ones(8))
     with pytest.raises(ValueError, match="bias"):

@@ -1,6 +1,8 @@
-/* sparseqa kernels: y = x * W^T + b for weights stored as their nonzero 1x4 blocks (int8, per-output-row scales).
+/* sparseqa kernels: y = x * W^T + b for weights stored as their nonzero blocks of 4 (int8, per-output-row scales).
  *
- * A 1x4 block is 4 consecutive inputs of one output row. Weights arrive in a format-neutral block-CSR form (what the
+ * Blocks come in two orientations of PyTorch's (out, in) weight, each with its own kernel family: a 1x4 block is 4
+ * consecutive inputs of one output row (TFLite / XNNPACK's "1x4"); a 4x1 block is 4 consecutive outputs at one input
+ * (how Intel's Model-Compression-Research-Package prunes "1x4", SparseLib's "4x1"). Weights arrive in a format-neutral block-CSR form (what the
  * IR stores and the Python packer writes); sq_plan_create packs them once, for one ISA, into that kernel's layout.
  * Activations are quantized to 8 bits inside sq_linear, dynamically per token (symmetric, scale = max|x|/127);
  * products accumulate in int32 and are dequantized to fp32 with the bias added. The reference implementation
@@ -24,13 +26,17 @@ extern "C" {
 #define SQ_API __attribute__((visibility("default")))
 #endif
 
-/* Format-neutral block-CSR weights. The caller keeps the arrays alive until sq_plan_create returns. */
+/* Format-neutral block-CSR weights. The caller keeps the arrays alive until sq_plan_create returns.
+ * With block_rows = 1 (1x4 blocks) a "row" below is one output; with block_rows = 4 (4x1 blocks) it is a group of 4
+ * consecutive outputs (4 g .. 4 g + 3), and n must be a multiple of 4. */
 typedef struct sq_bcsr {
     int32_t n;                /* output features (rows of W) */
     int32_t k;                /* input features, a multiple of 4 */
-    const int32_t* row_ptr;   /* n + 1 entries: blocks of row o are [row_ptr[o], row_ptr[o + 1]) */
-    const int32_t* block_col; /* one per nonzero block: its first input index divided by 4, ascending within a row */
-    const int8_t* values;     /* 4 per nonzero block, in input order */
+    int32_t block_rows;       /* 1: 1x4 blocks, 4: 4x1 blocks */
+    const int32_t* row_ptr;   /* n / block_rows + 1 entries: blocks of row r are [row_ptr[r], row_ptr[r + 1]) */
+    const int32_t* block_col; /* one per nonzero block, ascending within a row: 1x4: its first input divided by 4;
+                               * 4x1: its input */
+    const int8_t* values;     /* 4 per nonzero block: 1x4: in input order; 4x1: in output order */
     const float* scales;      /* n: W[o, i] = scales[o] * int8 value */
     const float* bias;        /* n, or NULL for no bias */
 } sq_bcsr;
@@ -46,6 +52,7 @@ SQ_API const char* sq_cpu_isas(void);
 SQ_API sq_plan* sq_plan_create(const sq_bcsr* weights, const char* isa, char* error, size_t error_size);
 SQ_API void sq_plan_destroy(sq_plan* plan);
 SQ_API const char* sq_plan_isa(const sq_plan* plan);
+SQ_API int32_t sq_plan_block_rows(const sq_plan* plan); /* 1 (1x4 blocks) or 4 (4x1 blocks) */
 SQ_API int32_t sq_plan_n(const sq_plan* plan);
 SQ_API int32_t sq_plan_k(const sq_plan* plan);
 

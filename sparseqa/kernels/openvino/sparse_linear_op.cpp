@@ -22,13 +22,13 @@ struct BlobLayout {
     int64_t row_ptr = 0, block_col = 0, values = 0, scales = 0, bias = 0, output_scale = -1;
 };
 
-BlobLayout blob_layout(const ov::Tensor& blob, int64_t n) {
+BlobLayout blob_layout(const ov::Tensor& blob, int64_t n, int64_t rows) {
     const int64_t bytes = static_cast<int64_t>(blob.get_byte_size());
-    OPENVINO_ASSERT(bytes >= 4 * (n + 1), "SparseQALinear: the weights blob is shorter than its row_ptr");
-    int32_t blocks = 0;  // row_ptr[n]
-    std::memcpy(&blocks, static_cast<const char*>(blob.data()) + 4 * n, sizeof blocks);
+    OPENVINO_ASSERT(bytes >= 4 * (rows + 1), "SparseQALinear: the weights blob is shorter than its row_ptr");
+    int32_t blocks = 0;  // row_ptr[rows]
+    std::memcpy(&blocks, static_cast<const char*>(blob.data()) + 4 * rows, sizeof blocks);
     BlobLayout layout;
-    layout.block_col = 4 * (n + 1);
+    layout.block_col = 4 * (rows + 1);
     layout.values = layout.block_col + 4 * blocks;
     layout.scales = layout.values + 4 * blocks;
     layout.bias = layout.scales + 4 * n;
@@ -41,8 +41,9 @@ BlobLayout blob_layout(const ov::Tensor& blob, int64_t n) {
 }
 }  // namespace
 
-SparseQALinear::SparseQALinear(const ov::OutputVector& arguments, int64_t outputs, std::string activation)
-    : Op(arguments), m_outputs(outputs), m_activation(std::move(activation)) {
+SparseQALinear::SparseQALinear(const ov::OutputVector& arguments, int64_t outputs, std::string activation,
+                               std::string blocks)
+    : Op(arguments), m_outputs(outputs), m_activation(std::move(activation)), m_blocks(std::move(blocks)) {
     constructor_validate_and_infer_types();
 }
 
@@ -51,6 +52,9 @@ void SparseQALinear::validate_and_infer_types() {
     NODE_VALIDATION_CHECK(this, m_activation == "none" || m_activation == "gelu", "activation must be none or gelu, got ",
                           m_activation);
     NODE_VALIDATION_CHECK(this, m_outputs > 0, "outputs must be positive, got ", m_outputs);
+    NODE_VALIDATION_CHECK(this, m_blocks == "1x4" || (m_blocks == "4x1" && m_outputs % 4 == 0),
+                          "blocks must be 1x4, or 4x1 with outputs a multiple of 4; got ", m_blocks, " for ",
+                          m_outputs, " outputs");
     NODE_VALIDATION_CHECK(this, get_input_element_type(X) == ov::element::f32, "x must be f32, got ",
                           get_input_element_type(X));
     NODE_VALIDATION_CHECK(this, get_input_element_type(WEIGHTS) == ov::element::u8, "the weights blob must be u8, got ",
@@ -63,12 +67,13 @@ void SparseQALinear::validate_and_infer_types() {
 
 std::shared_ptr<ov::Node> SparseQALinear::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     check_new_args_count(this, new_args);
-    return std::make_shared<SparseQALinear>(new_args, m_outputs, m_activation);
+    return std::make_shared<SparseQALinear>(new_args, m_outputs, m_activation, m_blocks);
 }
 
 bool SparseQALinear::visit_attributes(ov::AttributeVisitor& visitor) {
     visitor.on_attribute("outputs", m_outputs);
     visitor.on_attribute("activation", m_activation);
+    visitor.on_attribute("blocks", m_blocks);
     return true;
 }
 
@@ -79,7 +84,8 @@ bool SparseQALinear::has_evaluate() const {
 const sq_plan* SparseQALinear::plan(const ov::TensorVector& inputs) const {
     std::call_once(m_packed, [&] {
         const ov::Tensor& blob = inputs[WEIGHTS];
-        const BlobLayout layout = blob_layout(blob, m_outputs);
+        const int32_t block_rows = m_blocks == "4x1" ? 4 : 1;
+        const BlobLayout layout = blob_layout(blob, m_outputs, m_outputs / block_rows);
         const auto* bytes = static_cast<const char*>(blob.data());
         // An IR's .bin file packs constants back to back, so the blob may start at any byte: read it from a copy then.
         std::vector<int32_t> aligned_copy;
@@ -91,6 +97,7 @@ const sq_plan* SparseQALinear::plan(const ov::TensorVector& inputs) const {
         sq_bcsr weights{};
         weights.n = static_cast<int32_t>(m_outputs);
         weights.k = static_cast<int32_t>(inputs[X].get_shape().back());
+        weights.block_rows = block_rows;
         weights.row_ptr = reinterpret_cast<const int32_t*>(bytes + layout.row_ptr);
         weights.block_col = reinterpret_cast<const int32_t*>(bytes + layout.block_col);
         weights.values = reinterpret_cast<const int8_t*>(bytes + layout.values);

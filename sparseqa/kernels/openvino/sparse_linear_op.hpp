@@ -1,11 +1,13 @@
-// sparseqa.SparseQALinear: y = x * W^T + b for a Linear whose weights are stored as their nonzero 1x4 blocks.
+// sparseqa.SparseQALinear: y = x * W^T + b for a Linear whose weights are stored as their nonzero blocks of 4.
 //
 // Inputs: x (f32 [..., k]) and one u8 Constant holding the block-CSR weights described in sparseqa_kernels.h, one
-// array after the other (each 4-byte aligned): row_ptr (i32 [n + 1]), block_col (i32 [blocks]), values
-// (i8 [blocks * 4]), scales (f32 [n]), bias (f32 [n]) and, optionally, output_scale (f32 [n]). One blob rather than
+// array after the other (each 4-byte aligned): row_ptr (i32 [rows + 1], rows = n for 1x4 blocks, n / 4 for 4x1),
+// block_col (i32 [blocks]), values (i8 [blocks * 4]), scales (f32 [n]), bias (f32 [n]) and, optionally,
+// output_scale (f32 [n]). One blob rather than
 // one input per array because the CPU plugin infers a custom op's shapes on every request of a dynamic-shape model
 // by rebuilding the op from its inputs: with six inputs per op that took ~6% of a 128-token BERT-base request.
-// Attributes: outputs (n), activation ("none" or "gelu").
+// Attributes: outputs (n), activation ("none" or "gelu"), blocks ("1x4": 1 output x 4 inputs, or "4x1": 4 outputs x
+// 1 input; see sparseqa/blocks.py).
 // Output: f32 [..., n], passed through GELU (erf form) when activation is "gelu", as the Linear before BERT's GELU
 // is fused with it; then, with output_scale, multiplied by it per output (NNCF's SmoothQuant scale for the next
 // Linear's input). The op is a thin adapter: the kernel library packs the weights once (on the first evaluate) and
@@ -28,7 +30,7 @@ public:
     OPENVINO_OP("SparseQALinear", "sparseqa");
 
     SparseQALinear() = default;
-    SparseQALinear(const ov::OutputVector& arguments, int64_t outputs, std::string activation);
+    SparseQALinear(const ov::OutputVector& arguments, int64_t outputs, std::string activation, std::string blocks);
 
     void validate_and_infer_types() override;
     std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
@@ -41,6 +43,7 @@ private:
 
     int64_t m_outputs = 0;
     std::string m_activation = "none";  // "none" or "gelu"
+    std::string m_blocks = "1x4";       // "1x4" or "4x1"
 
     // Packed once per op instance (the CPU plugin keeps one instance per compiled model); read by every request.
     mutable std::once_flag m_packed;

@@ -28,8 +28,13 @@ namespace sq {
 namespace {
 
 const char* const ISA_NAMES[] = {"scalar", "avx2", "avxvnni", "avx512vnni"};
-const ComputeFn KERNELS[] = {compute_scalar, compute_avx2, compute_avxvnni, compute_avx512vnni};
-const QuantizeFn QUANTIZERS[] = {quantize_sse2, quantize_avx2, quantize_avx2, quantize_avx512};
+/* By orientation, then ISA. */
+const ComputeFn KERNELS[2][4] = {
+    {compute_scalar, compute_avx2, compute_avxvnni, compute_avx512vnni},
+    {compute_columns_scalar, compute_columns_avx2, compute_columns_avxvnni, compute_columns_avx512vnni}};
+const QuantizeFn QUANTIZERS[2][4] = {
+    {quantize_sse2, quantize_avx2, quantize_avx2, quantize_avx512},
+    {quantize_columns_sse2, quantize_columns_sse2, quantize_columns_sse2, quantize_columns_avx512}};
 
 Isa isa_named(const char* name, Isa otherwise) {
     for (int i = 0; i < 4; ++i)
@@ -314,6 +319,218 @@ void quantize_sse2(const Plan& plan, const float* x, int64_t m, void* workspace,
     }
 }
 
+
+/* 16 rows of 16 bytes -> 16 columns: r[c] byte i becomes r[i] byte c (unpacks of 8, 16, 32 and 64 bits). */
+inline void transpose16x16_epi8(__m128i r[16]) {
+    __m128i a[16], b[16];
+    for (int p = 0; p < 8; ++p) {
+        a[2 * p] = _mm_unpacklo_epi8(r[2 * p], r[2 * p + 1]);
+        a[2 * p + 1] = _mm_unpackhi_epi8(r[2 * p], r[2 * p + 1]);
+    }
+    // b[4 q + c]: rows 4 q .. 4 q + 3 of columns 4 c .. 4 c + 3, one 4-byte lane per column.
+    for (int q = 0; q < 4; ++q)
+        for (int h = 0; h < 2; ++h) {
+            b[4 * q + 2 * h] = _mm_unpacklo_epi16(a[4 * q + h], a[4 * q + 2 + h]);
+            b[4 * q + 2 * h + 1] = _mm_unpackhi_epi16(a[4 * q + h], a[4 * q + 2 + h]);
+        }
+    // a[8 z + 2 c + s]: rows 8 z .. 8 z + 7 of columns 4 c + 2 s and 4 c + 2 s + 1, one 8-byte half per column.
+    for (int z = 0; z < 2; ++z)
+        for (int c = 0; c < 4; ++c) {
+            a[8 * z + 2 * c] = _mm_unpacklo_epi32(b[8 * z + c], b[8 * z + 4 + c]);
+            a[8 * z + 2 * c + 1] = _mm_unpackhi_epi32(b[8 * z + c], b[8 * z + 4 + c]);
+        }
+    for (int c = 0; c < 4; ++c)
+        for (int s = 0; s < 2; ++s) {
+            r[4 * c + 2 * s] = _mm_unpacklo_epi64(a[2 * c + s], a[8 + 2 * c + s]);
+            r[4 * c + 2 * s + 1] = _mm_unpackhi_epi64(a[2 * c + s], a[8 + 2 * c + s]);
+        }
+}
+
+/* Per-token scales of one token block (as quantize_token computes them): the scale into the workspace, 127 / amax
+ * into ``inverse``; tokens past m get 0. */
+inline void token_block_scales(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block,
+                               float* inverse) {
+    float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
+    const int64_t t0 = token_block * TOKEN_BLOCK;
+    const __m128 sign = _mm_set1_ps(-0.0f);
+    for (int t = 0; t < TOKEN_BLOCK; ++t) {
+        if (t0 + t >= m) {
+            scales_t[t] = inverse[t] = 0.0f;
+            continue;
+        }
+        const float* row = x + (t0 + t) * plan.k;
+        __m128 peak = _mm_setzero_ps();
+        for (int32_t i = 0; i < plan.k; i += 4) peak = _mm_max_ps(peak, _mm_andnot_ps(sign, _mm_loadu_ps(row + i)));
+        float lanes[4];
+        _mm_storeu_ps(lanes, peak);
+        const float amax = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
+        const bool zero = !(amax >= QUANT_MIN);
+        scales_t[t] = zero ? 0.0f : amax / 127.0f;
+        inverse[t] = zero ? 0.0f : 127.0f / amax;
+    }
+}
+
+/* The portable 4x1 quantizer: per 16-byte lane L of the panel lines and 16 inputs, the 16 tokens that lane holds
+ * (column_position) as rows of 16 quantized inputs, transposed into one 16-byte piece of 16 lines. */
+void quantize_columns_sse2(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
+    float inverse[TOKEN_BLOCK];
+    token_block_scales(plan, x, m, workspace, token_block, inverse);
+    uint8_t* out = panel(plan, workspace, m, token_block);
+    const int64_t t0 = token_block * TOKEN_BLOCK;
+    const __m128i offset = _mm_set1_epi8(static_cast<char>(plan.act_offset));
+    const __m128 low = _mm_set1_ps(-127.0f), high = _mm_set1_ps(127.0f);
+    for (int32_t c0 = 0; c0 < plan.k; c0 += 16) {
+        const int inputs = std::min<int32_t>(16, plan.k - c0);
+        for (int lane = 0; lane < 4; ++lane) {
+            __m128i r[16];
+            for (int row = 0; row < 16; ++row) {
+                const int t = 16 * (row >> 2) + 4 * lane + (row & 3);
+                if (t0 + t >= m) {
+                    r[row] = _mm_setzero_si128();
+                    continue;
+                }
+                alignas(16) float tail[16] = {};
+                const float* source = x + (t0 + t) * plan.k + c0;
+                if (inputs < 16) source = static_cast<const float*>(memcpy(tail, source, 4 * inputs));
+                const __m128 scale = _mm_set1_ps(inverse[t]);
+                __m128i q[4];
+                for (int c = 0; c < 4; ++c) {
+                    const __m128 v = _mm_mul_ps(_mm_loadu_ps(source + 4 * c), scale);
+                    q[c] = _mm_cvtps_epi32(_mm_min_ps(high, _mm_max_ps(low, v)));
+                }
+                r[row] = _mm_packs_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3]));
+            }
+            transpose16x16_epi8(r);
+            for (int c = 0; c < inputs; ++c)
+                _mm_store_si128(reinterpret_cast<__m128i*>(out + (c0 + c) * TOKEN_BLOCK + 16 * lane),
+                                _mm_add_epi8(r[c], offset));
+        }
+    }
+}
+}  // namespace sq
+
+namespace sq {
+namespace {
+
+/* Checks the block-CSR arrays; returns an empty string or the reason they are bad. */
+std::string bad_weights(const sq_bcsr* w) {
+    if (!w || w->n < 0 || w->k <= 0 || w->k % 4 != 0 || !w->row_ptr || !w->scales)
+        return "bad weights: need n >= 0, k a positive multiple of 4, row_ptr, scales";
+    if (w->block_rows != 1 && w->block_rows != 4) return "bad weights: block_rows must be 1 (1x4) or 4 (4x1)";
+    if (w->n % w->block_rows != 0) return "bad weights: 4x1 blocks need n a multiple of 4";
+    const int32_t rows = w->n / w->block_rows;
+    const int32_t columns = w->block_rows == 1 ? w->k / 4 : w->k;
+    if (w->row_ptr[0] != 0) return "bad weights: row_ptr[0] must be 0";
+    if (w->row_ptr[rows] > 0 && (!w->block_col || !w->values)) return "bad weights: blocks without block_col or values";
+    for (int32_t r = 0; r < rows; ++r) {
+        if (w->row_ptr[r + 1] < w->row_ptr[r]) return "bad weights: row_ptr must not decrease";
+        for (int32_t b = w->row_ptr[r]; b < w->row_ptr[r + 1]; ++b)
+            if (w->block_col[b] < 0 || w->block_col[b] >= columns || (b > w->row_ptr[r] && w->block_col[b] <= w->block_col[b - 1]))
+                return w->block_rows == 1 ? "bad weights: block_col must ascend within a row and lie below k / 4"
+                                          : "bad weights: block_col must ascend within a row group and lie below k";
+    }
+    return "";
+}
+
+/* The packed arrays of one plan in one allocation: blocks (1x4) or quads (4x1), segments, then per output
+ * offset_sum, scales and bias. */
+struct Storage {
+    char* memory = nullptr;
+    void* packed = nullptr;
+    int32_t* segments = nullptr;
+    int32_t* offset_sum = nullptr;
+    float* scales = nullptr;
+    float* bias = nullptr;
+
+    bool allocate(size_t packed_bytes, size_t segment_count, int32_t n) {
+        const size_t segment_bytes = (sizeof(int32_t) * segment_count + ALIGN - 1) / ALIGN * ALIGN;
+        const size_t row_bytes = sizeof(float) * std::max(n, 1);
+        packed_bytes = (std::max<size_t>(packed_bytes, 1) + ALIGN - 1) / ALIGN * ALIGN;
+        memory = static_cast<char*>(aligned(packed_bytes + segment_bytes + 3 * row_bytes));
+        if (!memory) return false;
+        packed = memory;
+        segments = reinterpret_cast<int32_t*>(memory + packed_bytes);
+        offset_sum = reinterpret_cast<int32_t*>(memory + packed_bytes + segment_bytes);
+        scales = reinterpret_cast<float*>(memory + packed_bytes + segment_bytes + row_bytes);
+        bias = reinterpret_cast<float*>(memory + packed_bytes + segment_bytes + 2 * row_bytes);
+        return true;
+    }
+};
+
+/* 1x4: blocks in the order the kernels read them: row group by row group, within a group k tile by k tile, within a
+ * k tile row by row. So a task's pass over one k tile reads one contiguous run of memory, which the hardware
+ * prefetcher streams from DRAM (a model's weights do not stay in cache between requests). Columns ascend within a
+ * row, so a row's blocks of k tile kt are the run after those of tile kt - 1. */
+void pack_rows(const sq_bcsr* w, int32_t k_tiles, int32_t tile_groups, Block* packed, int32_t* segments,
+               int32_t* cursor) {
+    std::copy(w->row_ptr, w->row_ptr + w->n, cursor);
+    int32_t next = 0;
+    for (int32_t g0 = 0; g0 < w->n; g0 += ROW_GROUP) {
+        const int32_t g1 = std::min(w->n, g0 + ROW_GROUP);
+        for (int32_t kt = 0; kt < k_tiles; ++kt) {
+            for (int32_t o = g0; o < g1; ++o) {
+                int32_t* segment = segments + (static_cast<int64_t>(o) * k_tiles + kt) * 2;
+                segment[0] = next;
+                for (int32_t& b = cursor[o]; b < w->row_ptr[o + 1] && w->block_col[b] / tile_groups == kt; ++b, ++next) {
+                    packed[next].offset = w->block_col[b] * static_cast<int32_t>(GROUP_BYTES);
+                    memcpy(&packed[next].weights, w->values + 4 * static_cast<int64_t>(b), 4);
+                }
+                segment[1] = next;
+            }
+        }
+    }
+}
+
+/* How many quads 4x1 packing needs: per 4-row group and k tile, its blocks rounded up to a multiple of 4. */
+int64_t quad_count(const sq_bcsr* w, int32_t k_tiles, int32_t tile_inputs) {
+    int64_t quads = 0;
+    for (int32_t g = 0; g < w->n / 4; ++g) {
+        int32_t b = w->row_ptr[g];
+        for (int32_t kt = 0; kt < k_tiles; ++kt) {
+            int32_t blocks = 0;
+            for (; b < w->row_ptr[g + 1] && w->block_col[b] / tile_inputs == kt; ++b) ++blocks;
+            quads += (blocks + 3) / 4;
+        }
+    }
+    return quads;
+}
+
+/* 4x1: the same order as pack_rows with 4-row groups for rows, 4 blocks to a quad. A quad short of 4 blocks repeats
+ * its last input with zero weights, so kernels always take 4 inputs (and a row group's sums stay exact). */
+void pack_columns(const sq_bcsr* w, int32_t k_tiles, int32_t tile_inputs, Quad* packed, int32_t* segments,
+                  int32_t* cursor) {
+    const int32_t groups = w->n / 4;
+    std::copy(w->row_ptr, w->row_ptr + groups, cursor);
+    int32_t next = 0;
+    for (int32_t g0 = 0; g0 < groups; g0 += ROW_GROUP / 4) {
+        const int32_t g1 = std::min(groups, g0 + ROW_GROUP / 4);
+        for (int32_t kt = 0; kt < k_tiles; ++kt) {
+            for (int32_t g = g0; g < g1; ++g) {
+                int32_t* segment = segments + (static_cast<int64_t>(g) * k_tiles + kt) * 2;
+                segment[0] = next;
+                int32_t& b = cursor[g];
+                while (b < w->row_ptr[g + 1] && w->block_col[b] / tile_inputs == kt) {
+                    Quad& quad = packed[next++];
+                    int8_t weights[4][4] = {};
+                    int32_t last = 0;
+                    for (int i = 0; i < 4; ++i) {
+                        const bool real = b < w->row_ptr[g + 1] && w->block_col[b] / tile_inputs == kt;
+                        if (real) {
+                            last = w->block_col[b];
+                            for (int r = 0; r < 4; ++r) weights[r][i] = w->values[4 * static_cast<int64_t>(b) + r];
+                            ++b;
+                        }
+                        quad.offset[i] = last * TOKEN_BLOCK;
+                    }
+                    memcpy(quad.weights, weights, sizeof weights);
+                }
+                segment[1] = next;
+            }
+        }
+    }
+}
+
+}  // namespace
 }  // namespace sq
 
 using namespace sq;
@@ -346,91 +563,72 @@ sq_plan* sq_plan_create(const sq_bcsr* w, const char* isa_name, char* error, siz
         }
         isa = static_cast<Isa>(found);
     }
-    if (!w || w->n < 0 || w->k <= 0 || w->k % 4 != 0 || !w->row_ptr || !w->scales ||
-        (w->row_ptr[w->n] > 0 && (!w->block_col || !w->values))) {
-        set_error(error, error_size, "bad weights: need n >= 0, k a positive multiple of 4, row_ptr, scales");
+    const std::string bad = bad_weights(w);
+    if (!bad.empty()) {
+        set_error(error, error_size, bad);
         return nullptr;
     }
+    const Orientation orientation = w->block_rows == 1 ? ROWS_1X4 : COLUMNS_4X1;
     const int32_t groups = w->k / 4;
-    if (w->row_ptr[0] != 0) {
-        set_error(error, error_size, "bad weights: row_ptr[0] must be 0");
-        return nullptr;
-    }
-    for (int32_t o = 0; o < w->n; ++o) {
-        if (w->row_ptr[o + 1] < w->row_ptr[o]) {
-            set_error(error, error_size, "bad weights: row_ptr must not decrease");
-            return nullptr;
-        }
-        for (int32_t b = w->row_ptr[o]; b < w->row_ptr[o + 1]; ++b)
-            if (w->block_col[b] < 0 || w->block_col[b] >= groups || (b > w->row_ptr[o] && w->block_col[b] <= w->block_col[b - 1])) {
-                set_error(error, error_size, "bad weights: block_col must ascend within a row and lie below k / 4");
-                return nullptr;
-            }
-    }
-    const int32_t blocks = w->row_ptr[w->n];
-    // K tiles keep one token block's panel tile (tile_groups * GROUP_BYTES) within L1 while a task's rows reuse it.
-    const int32_t max_tile_groups = isa == ISA_SCALAR ? groups : 128;
-    const int32_t k_tiles = (groups + max_tile_groups - 1) / max_tile_groups;
-    const int32_t tile_groups = (groups + k_tiles - 1) / k_tiles;
+    const int32_t rows = w->n / w->block_rows;
+    // K tiles keep one token block's panel tile within L1 (32 KB) while a task's rows reuse it: 128 input groups of
+    // 1x4 blocks, 512 inputs of 4x1 blocks.
+    const int32_t inputs = orientation == ROWS_1X4 ? groups : w->k;
+    const int32_t max_tile = isa == ISA_SCALAR ? inputs : orientation == ROWS_1X4 ? 128 : 512;
+    const int32_t k_tiles = (inputs + max_tile - 1) / max_tile;
+    const int32_t tile_inputs = (inputs + k_tiles - 1) / k_tiles;
 
-    const size_t block_bytes = sizeof(Block) * std::max(blocks, 1);
-    const size_t tile_bytes = sizeof(int32_t) * static_cast<size_t>(w->n) * 2 * k_tiles;
-    const size_t row_bytes = sizeof(float) * std::max(w->n, 1);
-    char* storage = static_cast<char*>(aligned(block_bytes + tile_bytes + 3 * row_bytes));
-    if (!storage) {
+    const int64_t packed_count = orientation == ROWS_1X4 ? w->row_ptr[w->n] : quad_count(w, k_tiles, tile_inputs);
+    const size_t packed_bytes = (orientation == ROWS_1X4 ? sizeof(Block) : sizeof(Quad)) * packed_count;
+    Storage storage;
+    std::unique_ptr<int32_t[]> cursor(new (std::nothrow) int32_t[std::max(rows, 1)]);
+    if (!cursor || !storage.allocate(packed_bytes, static_cast<size_t>(rows) * 2 * k_tiles, w->n)) {
+        release(storage.memory);
         set_error(error, error_size, "out of memory packing the weights");
         return nullptr;
     }
-    Block* packed = reinterpret_cast<Block*>(storage);
-    int32_t* segments = reinterpret_cast<int32_t*>(storage + block_bytes);
-    int32_t* offset_sum = reinterpret_cast<int32_t*>(storage + block_bytes + tile_bytes);
-    float* scales = reinterpret_cast<float*>(storage + block_bytes + tile_bytes + row_bytes);
-    float* bias = reinterpret_cast<float*>(storage + block_bytes + tile_bytes + 2 * row_bytes);
+    if (orientation == ROWS_1X4)
+        pack_rows(w, k_tiles, tile_inputs, static_cast<Block*>(storage.packed), storage.segments, cursor.get());
+    else
+        pack_columns(w, k_tiles, tile_inputs, static_cast<Quad*>(storage.packed), storage.segments, cursor.get());
     const uint8_t act_offset = (isa == ISA_AVXVNNI || isa == ISA_AVX512VNNI) ? 128 : 0;
-    // Blocks are stored in the order the kernels read them: row group by row group, within a group k tile by k tile,
-    // within a k tile row by row. So a task's pass over one k tile reads one contiguous run of memory, which the
-    // hardware prefetcher streams from DRAM (a model's weights do not stay in cache between requests).
-    // Columns ascend within a row, so a row's blocks of k tile kt are the run after those of tile kt - 1.
-    std::unique_ptr<int32_t[]> cursor(new (std::nothrow) int32_t[std::max(w->n, 1)]);
-    if (!cursor) {
-        release(storage);
-        set_error(error, error_size, "out of memory packing the weights");
-        return nullptr;
-    }
-    std::copy(w->row_ptr, w->row_ptr + w->n, cursor.get());
-    int32_t next = 0;
-    for (int32_t g0 = 0; g0 < w->n; g0 += ROW_GROUP) {
-        const int32_t g1 = std::min(w->n, g0 + ROW_GROUP);
-        for (int32_t kt = 0; kt < k_tiles; ++kt) {
-            for (int32_t o = g0; o < g1; ++o) {
-                int32_t* segment = segments + (static_cast<int64_t>(o) * k_tiles + kt) * 2;
-                segment[0] = next;
-                for (int32_t& b = cursor[o]; b < w->row_ptr[o + 1] && w->block_col[b] / tile_groups == kt; ++b, ++next) {
-                    packed[next].offset = w->block_col[b] * static_cast<int32_t>(GROUP_BYTES);
-                    memcpy(&packed[next].weights, w->values + 4 * static_cast<int64_t>(b), 4);
-                }
-                segment[1] = next;
-            }
+    for (int32_t o = 0; o < w->n; ++o) storage.offset_sum[o] = 0;
+    for (int32_t r = 0; r < rows; ++r) {
+        for (int32_t b = w->row_ptr[r]; b < w->row_ptr[r + 1]; ++b) {
+            const int8_t* v = w->values + 4 * static_cast<int64_t>(b);
+            if (orientation == ROWS_1X4)
+                storage.offset_sum[r] += v[0] + v[1] + v[2] + v[3];
+            else
+                for (int i = 0; i < 4; ++i) storage.offset_sum[4 * r + i] += v[i];
         }
     }
     for (int32_t o = 0; o < w->n; ++o) {
-        int32_t sum = 0;
-        for (int32_t b = w->row_ptr[o]; b < w->row_ptr[o + 1]; ++b) {
-            const int8_t* v = w->values + 4 * static_cast<int64_t>(b);
-            sum += v[0] + v[1] + v[2] + v[3];
-        }
-        offset_sum[o] = act_offset * sum;
-        scales[o] = w->scales[o];
-        bias[o] = w->bias ? w->bias[o] : 0.0f;
+        storage.offset_sum[o] *= act_offset;
+        storage.scales[o] = w->scales[o];
+        storage.bias[o] = w->bias ? w->bias[o] : 0.0f;
     }
     sq_plan* plan = new (std::nothrow) sq_plan;
     if (!plan) {
-        release(storage);
+        release(storage.memory);
         set_error(error, error_size, "out of memory packing the weights");
         return nullptr;
     }
-    plan->plan = Plan{isa, w->n, w->k, groups, k_tiles, tile_groups, act_offset, packed, segments, offset_sum,
-                      scales, bias, storage};
+    const bool by_rows = orientation == ROWS_1X4;
+    plan->plan = Plan{isa,
+                      orientation,
+                      w->n,
+                      w->k,
+                      groups,
+                      k_tiles,
+                      tile_inputs,
+                      act_offset,
+                      by_rows ? static_cast<const Block*>(storage.packed) : nullptr,
+                      by_rows ? nullptr : static_cast<const Quad*>(storage.packed),
+                      storage.segments,
+                      storage.offset_sum,
+                      storage.scales,
+                      storage.bias,
+                      storage.memory};
     return plan;
 }
 
@@ -441,6 +639,7 @@ void sq_plan_destroy(sq_plan* plan) {
 }
 
 const char* sq_plan_isa(const sq_plan* plan) { return ISA_NAMES[plan->plan.isa]; }
+int32_t sq_plan_block_rows(const sq_plan* plan) { return plan->plan.orientation == ROWS_1X4 ? 1 : 4; }
 int32_t sq_plan_n(const sq_plan* plan) { return plan->plan.n; }
 int32_t sq_plan_k(const sq_plan* plan) { return plan->plan.k; }
 
@@ -456,7 +655,7 @@ int64_t sq_quantize_task_count(const sq_plan* plan, int64_t m) {
 
 int sq_quantize_task(const sq_plan* plan, const float* x, int64_t m, void* workspace, int64_t task) {
     if (!plan || !x || !workspace || task < 0 || task >= sq_quantize_task_count(plan, m)) return -1;
-    QUANTIZERS[plan->plan.isa](plan->plan, x, m, workspace, task);
+    QUANTIZERS[plan->plan.orientation][plan->plan.isa](plan->plan, x, m, workspace, task);
     return 0;
 }
 
@@ -476,7 +675,7 @@ int sq_compute_task(const sq_plan* plan, const void* workspace, int64_t m, float
     t.tokens = static_cast<int32_t>(std::min<int64_t>(TOKEN_BLOCK, m - t.token_block * TOKEN_BLOCK));
     t.r0 = static_cast<int32_t>(task / token_blocks(m)) * rows;
     t.r1 = std::min(p.n, t.r0 + rows);
-    KERNELS[p.isa](p, workspace, m, y, t);
+    KERNELS[p.orientation][p.isa](p, workspace, m, y, t);
     return 0;
 }
 

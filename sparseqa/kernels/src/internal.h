@@ -12,30 +12,52 @@
 
 namespace sq {
 
-/* Activations are quantized per block of TOKEN_BLOCK tokens into a panel laid out [k / 4][TOKEN_BLOCK] of 4-byte
- * lanes: the 4 consecutive inputs a 1x4 weight block multiplies, for TOKEN_BLOCK consecutive tokens. */
+/* Activations are quantized per block of TOKEN_BLOCK tokens into a panel of k * TOKEN_BLOCK bytes, laid out for the
+ * plan's block orientation:
+ * - 1x4 blocks: [k / 4][TOKEN_BLOCK] 4-byte lanes: the 4 consecutive inputs a 1x4 weight block multiplies, for
+ *   TOKEN_BLOCK consecutive tokens.
+ * - 4x1 blocks: [k][TOKEN_BLOCK] bytes: one 64-byte line per input, its tokens in COLUMN_ORDER (below), so that
+ *   interleaving 4 inputs' lines with byte and word unpacks (which work within 16-byte lanes) yields 4-byte lanes of
+ *   16 consecutive tokens per 64 bytes, as vpdpbusd takes them. */
 constexpr int TOKEN_BLOCK = 64;
 constexpr int64_t GROUP_BYTES = TOKEN_BLOCK * 4;  /* one input group of one token block */
 constexpr size_t ALIGN = 64;
 /* A token whose largest |x| is below this quantizes to zeros (127 / amax would overflow float). */
 constexpr float QUANT_MIN = 1e-30f;
 
+/* The byte of a 4x1 panel line that holds token t of its block: byte 16 L + 4 j + u holds token 16 j + 4 L + u
+ * (L: 16-byte lane, j: which 16 tokens, u: position in the 4-byte lane). */
+inline int column_position(int t) { return 16 * ((t >> 2) & 3) + 4 * (t >> 4) + (t & 3); }
+
+enum Orientation : int { ROWS_1X4 = 0, COLUMNS_4X1 = 1 };
+
 struct Block {
     int32_t offset; /* the block's input group times GROUP_BYTES: its byte offset within a token block's panel */
     int32_t weights; /* the block's 4 int8 weights, in input order, as one little-endian 32-bit word */
+};
+
+/* 4 nonzero 4x1 blocks of one 4-output row group (padded with zero blocks to a multiple of 4): their inputs' byte
+ * offsets within a token block's panel, and for each of the 4 outputs its 4 weights (one per input, in the order of
+ * ``offset``) as one little-endian 32-bit word, which vpdpbusd multiplies with the 4 inputs' interleaved lines. */
+struct alignas(32) Quad {
+    int32_t offset[4];
+    int32_t weights[4];
 };
 
 enum Isa : int { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVXVNNI = 2, ISA_AVX512VNNI = 3 };
 
 struct Plan {
     Isa isa;
-    int32_t n, k, groups;
-    int32_t k_tiles;         /* the input groups are split into k_tiles tiles of tile_groups (the last may be shorter) */
-    int32_t tile_groups;
+    Orientation orientation;
+    int32_t n, k, groups;    /* groups = k / 4: a panel holds groups * GROUP_BYTES bytes per token block */
+    int32_t k_tiles;         /* the inputs are split into k_tiles tiles of tile_inputs (the last may be shorter): */
+    int32_t tile_inputs;     /* input groups of 4 for 1x4 blocks, inputs for 4x1 blocks */
     uint8_t act_offset;      /* 128 when activations are stored as u8 = q + 128 (vpdpbusd), 0 when stored as s8 */
-    const Block* blocks;     /* by ROW_GROUP rows, then k tile, then row (the order kernels read them); ascending
-                              * input within a row's k tile */
-    const int32_t* segments; /* per row and k tile (row-major): its first block and the block after its last */
+    const Block* blocks;     /* 1x4: by ROW_GROUP rows, then k tile, then row (the order kernels read them);
+                              * ascending input within a row's k tile */
+    const Quad* quads;       /* 4x1: by ROW_GROUP rows, then k tile, then 4-row group; ascending input */
+    const int32_t* segments; /* 1x4: per row and k tile (row-major): its first block and the block after its last;
+                              * 4x1: the same per 4-row group and k tile, in quads */
     const int32_t* offset_sum; /* per row: act_offset * (sum of the row's int8 weights), subtracted from the sums */
     const float* scales;
     const float* bias;       /* zeros when the weights have none */
@@ -65,17 +87,31 @@ typedef void (*ComputeFn)(const Plan& plan, const void* workspace, int64_t m, fl
  * zeros. */
 typedef void (*QuantizeFn)(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block);
 
-/* Kernels, one per ISA translation unit. */
+/* Kernels, one per ISA translation unit and block orientation. */
 void compute_scalar(const Plan&, const void*, int64_t, float*, const Task&);
 void compute_avx2(const Plan&, const void*, int64_t, float*, const Task&);
 void compute_avxvnni(const Plan&, const void*, int64_t, float*, const Task&);
 void compute_avx512vnni(const Plan&, const void*, int64_t, float*, const Task&);
+void compute_columns_scalar(const Plan&, const void*, int64_t, float*, const Task&);
+void compute_columns_avx2(const Plan&, const void*, int64_t, float*, const Task&);
+void compute_columns_avxvnni(const Plan&, const void*, int64_t, float*, const Task&);
+void compute_columns_avx512vnni(const Plan&, const void*, int64_t, float*, const Task&);
 void quantize_sse2(const Plan&, const float*, int64_t, void*, int64_t);
 void quantize_avx2(const Plan&, const float*, int64_t, void*, int64_t);
 void quantize_avx512(const Plan&, const float*, int64_t, void*, int64_t);
+void quantize_columns_sse2(const Plan&, const float*, int64_t, void*, int64_t);
+void quantize_columns_avx512(const Plan&, const float*, int64_t, void*, int64_t);
 
 /* Quantizes one token as the reference defines (see reference.cpp); returns its scale. */
 float quantize_token(const float* x, int32_t k, int8_t* q);
+
+/* The quads of 4-row group g (outputs 4 g .. 4 g + 3) in k tile kt. */
+static inline const Quad* quads_begin(const Plan& plan, int32_t g, int32_t kt) {
+    return plan.quads + plan.segments[(static_cast<int64_t>(g) * plan.k_tiles + kt) * 2];
+}
+static inline const Quad* quads_end(const Plan& plan, int32_t g, int32_t kt) {
+    return plan.quads + plan.segments[(static_cast<int64_t>(g) * plan.k_tiles + kt) * 2 + 1];
+}
 
 /* The blocks of row o in k tile kt. */
 static inline const Block* segment_begin(const Plan& plan, int32_t o, int32_t kt) {

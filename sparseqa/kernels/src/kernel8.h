@@ -1,5 +1,6 @@
-/* The 8-tokens-per-ymm kernel shared by the AVX2 and AVX-VNNI translation units (each compiles it under its own
- * flags, in an anonymous namespace, with its own dot product). Same structure as the AVX-512 kernel. */
+/* The 8-tokens-per-ymm kernels (1x4 and 4x1 blocks) shared by the AVX2 and AVX-VNNI translation units (each
+ * compiles them under its own flags, in an anonymous namespace, with its own dot product). Same structure as the
+ * AVX-512 kernels. */
 #include <immintrin.h>
 
 #include "internal.h"
@@ -25,27 +26,10 @@ inline void transpose8(__m256 r[8]) {
     }
 }
 
-template <class Dot, int NV>
-void compute8(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
-    alignas(64) int32_t tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
-    const uint8_t* base = panel(plan, workspace, m, task.token_block);
-    for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
-        for (int32_t o = task.r0; o < task.r1; ++o) {
-            int32_t* out = tile[o - task.r0];
-            __m256i a[NV];
-            for (int j = 0; j < NV; ++j)
-                a[j] = kt ? _mm256_load_si256(reinterpret_cast<const __m256i*>(out + 8 * j)) : _mm256_setzero_si256();
-            const Block* block = segment_begin(plan, o, kt);
-            const Block* end = segment_end(plan, o, kt);
-            for (; block < end; ++block) {
-                const typename Dot::Weights w = Dot::weights(block->weights);
-                const uint8_t* p = base + block->offset;
-                for (int j = 0; j < NV; ++j)
-                    a[j] = Dot::accumulate(a[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(p + 32 * j)), w);
-            }
-            for (int j = 0; j < NV; ++j) _mm256_store_si256(reinterpret_cast<__m256i*>(out + 8 * j), a[j]);
-        }
-    }
+/* A task's int32 sums (tile: rows r0.. x 64 tokens) to y: dequantized in place, then 8 outputs x 8 tokens
+ * transposed in registers into y. */
+template <int NV>
+void finish8(const Plan& plan, const void* workspace, float* y, const Task& task, int32_t (*tile)[TOKEN_BLOCK]) {
     const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
     for (int32_t o = task.r0; o < task.r1; ++o) {
         int32_t* row = tile[o - task.r0];
@@ -71,6 +55,82 @@ void compute8(const Plan& plan, const void* workspace, int64_t m, float* y, cons
             const int tokens = task.tokens - 8 * j < 8 ? task.tokens - 8 * j : 8;
             for (int i = 0; i < tokens; ++i) _mm256_maskstore_ps(y + (t0 + 8 * j + i) * plan.n + o0, mask, r[i]);
         }
+    }
+}
+
+template <class Dot, int NV>
+void compute8(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    alignas(64) int32_t tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
+    const uint8_t* base = panel(plan, workspace, m, task.token_block);
+    for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
+        for (int32_t o = task.r0; o < task.r1; ++o) {
+            int32_t* out = tile[o - task.r0];
+            __m256i a[NV];
+            for (int j = 0; j < NV; ++j)
+                a[j] = kt ? _mm256_load_si256(reinterpret_cast<const __m256i*>(out + 8 * j)) : _mm256_setzero_si256();
+            const Block* block = segment_begin(plan, o, kt);
+            const Block* end = segment_end(plan, o, kt);
+            for (; block < end; ++block) {
+                const typename Dot::Weights w = Dot::weights(block->weights);
+                const uint8_t* p = base + block->offset;
+                for (int j = 0; j < NV; ++j)
+                    a[j] = Dot::accumulate(a[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(p + 32 * j)), w);
+            }
+            for (int j = 0; j < NV; ++j) _mm256_store_si256(reinterpret_cast<__m256i*>(out + 8 * j), a[j]);
+        }
+    }
+    finish8<NV>(plan, workspace, y, task, tile);
+}
+
+/* 4x1 blocks, 8 tokens per ymm: per quad, the 4 inputs' panel lines are interleaved by byte and word unpacks into
+ * 4-byte lanes of 8 consecutive tokens, each vector feeding all 4 outputs. A 64-token line spans two ymm (h) and each
+ * byte unpack half (s) gives two token vectors, so the quads are read in up to 4 passes of 4 outputs x 16 tokens
+ * (8 accumulators: AVX2 has 16 ymm registers). Pass (h, s) covers tokens 32 s + 8 h + [0, 8) and [16, 24). */
+template <class Dot>
+void compute_columns8(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    alignas(64) int32_t tile[ROW_GROUP][TOKEN_BLOCK];
+    const uint8_t* base = panel(plan, workspace, m, task.token_block);
+    for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
+        for (int32_t g = task.r0 / 4; g < task.r1 / 4; ++g) {
+            int32_t* out = tile[4 * g - task.r0];
+            for (int pass = 0; pass < 4; ++pass) {
+                const int h = pass & 1, s = pass >> 1;
+                const int first = 32 * s + 8 * h;  // tokens first + [0, 8) and first + 16 + [0, 8)
+                if (first >= task.tokens) continue;
+                __m256i acc[4][2];
+                for (int r = 0; r < 4; ++r)
+                    for (int j = 0; j < 2; ++j)
+                        acc[r][j] = kt ? _mm256_load_si256(reinterpret_cast<const __m256i*>(out + TOKEN_BLOCK * r + first + 16 * j))
+                                       : _mm256_setzero_si256();
+                for (const Quad *quad = quads_begin(plan, g, kt), *end = quads_end(plan, g, kt); quad < end; ++quad) {
+                    __m256i c[4];
+                    for (int i = 0; i < 4; ++i)
+                        c[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(base + quad->offset[i] + 32 * h));
+                    const __m256i x01 = s ? _mm256_unpackhi_epi8(c[0], c[1]) : _mm256_unpacklo_epi8(c[0], c[1]);
+                    const __m256i x23 = s ? _mm256_unpackhi_epi8(c[2], c[3]) : _mm256_unpacklo_epi8(c[2], c[3]);
+                    const __m256i v0 = _mm256_unpacklo_epi16(x01, x23), v1 = _mm256_unpackhi_epi16(x01, x23);
+                    for (int r = 0; r < 4; ++r) {
+                        const typename Dot::Weights w = Dot::weights(quad->weights[r]);
+                        acc[r][0] = Dot::accumulate(acc[r][0], v0, w);
+                        acc[r][1] = Dot::accumulate(acc[r][1], v1, w);
+                    }
+                }
+                for (int r = 0; r < 4; ++r)
+                    for (int j = 0; j < 2; ++j)
+                        _mm256_store_si256(reinterpret_cast<__m256i*>(out + TOKEN_BLOCK * r + first + 16 * j), acc[r][j]);
+            }
+        }
+    }
+    // Token vectors past the last token were not computed: finish only the vectors that hold tokens.
+    switch ((task.tokens + 7) / 8) {
+        case 1: return finish8<1>(plan, workspace, y, task, tile);
+        case 2: return finish8<2>(plan, workspace, y, task, tile);
+        case 3: return finish8<3>(plan, workspace, y, task, tile);
+        case 4: return finish8<4>(plan, workspace, y, task, tile);
+        case 5: return finish8<5>(plan, workspace, y, task, tile);
+        case 6: return finish8<6>(plan, workspace, y, task, tile);
+        case 7: return finish8<7>(plan, workspace, y, task, tile);
+        default: return finish8<8>(plan, workspace, y, task, tile);
     }
 }
 

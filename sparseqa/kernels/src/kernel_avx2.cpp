@@ -30,4 +30,8 @@ void compute_avx2(const Plan& plan, const void* workspace, int64_t m, float* y, 
     dispatch8<Avx2Dot>(plan, workspace, m, y, task);
 }
 
+void compute_columns_avx2(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    compute_columns8<Avx2Dot>(plan, workspace, m, y, task);
+}
+
 }  // namespace sq

@@ -1,5 +1,9 @@
-/* AVX-512 VNNI: 16 tokens per zmm, one broadcast weight word and one vpdpbusd per nonzero block per 16 tokens.
- * Accumulators hold 16 tokens of one output; 16 outputs at a time are dequantized and transposed in registers. */
+/* AVX-512 VNNI, 16 tokens per zmm.
+ * 1x4 blocks: one broadcast weight word and one vpdpbusd per nonzero block per 16 tokens; accumulators hold 16 tokens
+ * of one output. 4x1 blocks: per 4 nonzero blocks of a 4-output group (a quad), the 4 inputs' 64-token panel lines
+ * are interleaved by byte and word unpacks into 4-byte lanes of 16 tokens, and each such vector feeds all 4 outputs:
+ * 16 vpdpbusd per 4 line loads and 8 unpacks.
+ * 16 outputs at a time are dequantized and transposed in registers. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -33,6 +37,37 @@ inline void transpose16(__m512 r[16]) {
         r[c + 8] = _mm512_shuffle_f32x4(t[c], t[c + 8], 0xdd);
         r[c + 4] = _mm512_shuffle_f32x4(t[c + 4], t[c + 12], 0x88);
         r[c + 12] = _mm512_shuffle_f32x4(t[c + 4], t[c + 12], 0xdd);
+    }
+}
+
+/* A task's int32 sums (tile: rows r0.. x 64 tokens) to y: dequantized in place (row by row, 16 tokens per vector),
+ * then 16 outputs x 16 tokens transposed in registers into y. */
+template <int NV>
+void finish(const Plan& plan, const void* workspace, float* y, const Task& task, int32_t (*tile)[TOKEN_BLOCK]) {
+    const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
+    for (int32_t o = task.r0; o < task.r1; ++o) {
+        int32_t* row = tile[o - task.r0];
+        const __m512i offset = _mm512_set1_epi32(plan.offset_sum[o]);
+        const __m512 scale = _mm512_set1_ps(plan.scales[o]), bias = _mm512_set1_ps(plan.bias[o]);
+        for (int j = 0; j < NV; ++j) {
+            const __m512 acc = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(row + 16 * j), offset));
+            const __m512 s = _mm512_mul_ps(_mm512_load_ps(scales_t + 16 * j), scale);
+            _mm512_store_ps(reinterpret_cast<float*>(row + 16 * j), _mm512_fmadd_ps(acc, s, bias));
+        }
+    }
+    const int64_t t0 = task.token_block * TOKEN_BLOCK;
+    // Token vector outermost: one token row's outputs of this task (up to 256 contiguous bytes) are written together.
+    for (int j = 0; j < NV; ++j) {
+        for (int32_t o0 = task.r0; o0 < task.r1; o0 += 16) {
+            const int outputs = task.r1 - o0 < 16 ? task.r1 - o0 : 16;
+            const __mmask16 mask = static_cast<__mmask16>((1u << outputs) - 1);
+            __m512 r[16];
+            for (int i = 0; i < 16; ++i)
+                r[i] = _mm512_load_ps(reinterpret_cast<const float*>(tile[o0 - task.r0 + (i < outputs ? i : 0)] + 16 * j));
+            transpose16(r);
+            const int tokens = task.tokens - 16 * j < 16 ? task.tokens - 16 * j : 16;
+            for (int i = 0; i < tokens; ++i) _mm512_mask_storeu_ps(y + (t0 + 16 * j + i) * plan.n + o0, mask, r[i]);
+        }
     }
 }
 
@@ -99,35 +134,135 @@ void compute(const Plan& plan, const void* workspace, int64_t m, float* y, const
             if (NV > 3) _mm512_store_si512(out + 48, _mm512_add_epi32(a3, b3));
         }
     }
-    // Dequantize in place (row by row, 16 tokens per vector), then transpose 16 outputs x 16 tokens into y.
-    const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
-    for (int32_t o = task.r0; o < task.r1; ++o) {
-        int32_t* row = tile[o - task.r0];
-        const __m512i offset = _mm512_set1_epi32(plan.offset_sum[o]);
-        const __m512 scale = _mm512_set1_ps(plan.scales[o]), bias = _mm512_set1_ps(plan.bias[o]);
-        for (int j = 0; j < NV; ++j) {
-            const __m512 acc = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(row + 16 * j), offset));
-            const __m512 s = _mm512_mul_ps(_mm512_load_ps(scales_t + 16 * j), scale);
-            _mm512_store_ps(reinterpret_cast<float*>(row + 16 * j), _mm512_fmadd_ps(acc, s, bias));
+    finish<NV>(plan, workspace, y, task, tile);
+}
+
+template <int NV>
+void compute_columns(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    alignas(64) int32_t tile[ROW_GROUP][TOKEN_BLOCK];
+    const uint8_t* base = panel(plan, workspace, m, task.token_block);
+    for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
+        for (int32_t g = task.r0 / 4; g < task.r1 / 4; ++g) {
+            int32_t* out = tile[4 * g - task.r0];
+            __m512i acc[4][NV];
+            for (int r = 0; r < 4; ++r)
+                for (int j = 0; j < NV; ++j)
+                    acc[r][j] = kt ? _mm512_load_si512(out + TOKEN_BLOCK * r + 16 * j) : _mm512_setzero_si512();
+            for (const Quad *quad = quads_begin(plan, g, kt), *end = quads_end(plan, g, kt); quad < end; ++quad) {
+                const __m512i c0 = _mm512_load_si512(base + quad->offset[0]);
+                const __m512i c1 = _mm512_load_si512(base + quad->offset[1]);
+                const __m512i c2 = _mm512_load_si512(base + quad->offset[2]);
+                const __m512i c3 = _mm512_load_si512(base + quad->offset[3]);
+                // v[j]: 16 tokens 16 j .. 16 j + 15 (column_position), each a 4-byte lane of the quad's 4 inputs.
+                __m512i v[4];
+                const __m512i low01 = _mm512_unpacklo_epi8(c0, c1), low23 = _mm512_unpacklo_epi8(c2, c3);
+                v[0] = _mm512_unpacklo_epi16(low01, low23);
+                if (NV > 1) v[1] = _mm512_unpackhi_epi16(low01, low23);
+                if (NV > 2) {
+                    const __m512i high01 = _mm512_unpackhi_epi8(c0, c1), high23 = _mm512_unpackhi_epi8(c2, c3);
+                    v[2] = _mm512_unpacklo_epi16(high01, high23);
+                    if (NV > 3) v[3] = _mm512_unpackhi_epi16(high01, high23);
+                }
+                for (int r = 0; r < 4; ++r) {
+                    const __m512i w = _mm512_set1_epi32(quad->weights[r]);
+                    for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], v[j], w);
+                }
+            }
+            for (int r = 0; r < 4; ++r)
+                for (int j = 0; j < NV; ++j) _mm512_store_si512(out + TOKEN_BLOCK * r + 16 * j, acc[r][j]);
         }
     }
-    const int64_t t0 = task.token_block * TOKEN_BLOCK;
-    // Token vector outermost: one token row's outputs of this task (up to 256 contiguous bytes) are written together.
-    for (int j = 0; j < NV; ++j) {
-        for (int32_t o0 = task.r0; o0 < task.r1; o0 += 16) {
-            const int outputs = task.r1 - o0 < 16 ? task.r1 - o0 : 16;
-            const __mmask16 mask = static_cast<__mmask16>((1u << outputs) - 1);
-            __m512 r[16];
-            for (int i = 0; i < 16; ++i)
-                r[i] = _mm512_load_ps(reinterpret_cast<const float*>(tile[o0 - task.r0 + (i < outputs ? i : 0)] + 16 * j));
-            transpose16(r);
-            const int tokens = task.tokens - 16 * j < 16 ? task.tokens - 16 * j : 16;
-            for (int i = 0; i < tokens; ++i) _mm512_mask_storeu_ps(y + (t0 + 16 * j + i) * plan.n + o0, mask, r[i]);
-        }
+    finish<NV>(plan, workspace, y, task, tile);
+}
+
+/* 16 lanes of 16 bytes -> 16 columns within each 128-bit lane of a zmm, as transpose16x16_epi8 does for one. */
+inline void transpose16x16_epi8_lanes(__m512i r[16]) {
+    __m512i a[16], b[16];
+    for (int p = 0; p < 8; ++p) {
+        a[2 * p] = _mm512_unpacklo_epi8(r[2 * p], r[2 * p + 1]);
+        a[2 * p + 1] = _mm512_unpackhi_epi8(r[2 * p], r[2 * p + 1]);
     }
+    for (int q = 0; q < 4; ++q)
+        for (int h = 0; h < 2; ++h) {
+            b[4 * q + 2 * h] = _mm512_unpacklo_epi16(a[4 * q + h], a[4 * q + 2 + h]);
+            b[4 * q + 2 * h + 1] = _mm512_unpackhi_epi16(a[4 * q + h], a[4 * q + 2 + h]);
+        }
+    for (int z = 0; z < 2; ++z)
+        for (int c = 0; c < 4; ++c) {
+            a[8 * z + 2 * c] = _mm512_unpacklo_epi32(b[8 * z + c], b[8 * z + 4 + c]);
+            a[8 * z + 2 * c + 1] = _mm512_unpackhi_epi32(b[8 * z + c], b[8 * z + 4 + c]);
+        }
+    for (int c = 0; c < 4; ++c)
+        for (int s = 0; s < 2; ++s) {
+            r[4 * c + 2 * s] = _mm512_unpacklo_epi64(a[2 * c + s], a[8 + 2 * c + s]);
+            r[4 * c + 2 * s + 1] = _mm512_unpackhi_epi64(a[2 * c + s], a[8 + 2 * c + s]);
+        }
 }
 
 }  // namespace
+
+/* As quantize_columns_sse2, the 4 lanes of a panel line at once: row i of the transpose holds, in lane L, the 16
+ * quantized inputs of token 16 (i / 4) + 4 L + i % 4, so the transposed zmm c is input c's whole 64-byte line. */
+void quantize_columns_avx512(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
+    float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
+    uint8_t* out = panel(plan, workspace, m, token_block);
+    const int64_t t0 = token_block * TOKEN_BLOCK;
+    const int tokens = m - t0 < TOKEN_BLOCK ? static_cast<int>(m - t0) : TOKEN_BLOCK;
+    const int32_t k = plan.k;
+    const __mmask16 tail = static_cast<__mmask16>((1u << (k % 16)) - 1);
+    float inverse[TOKEN_BLOCK];
+    for (int t = 0; t < TOKEN_BLOCK; ++t) {
+        if (t >= tokens) {
+            scales_t[t] = inverse[t] = 0.0f;
+            continue;
+        }
+        const float* row = x + (t0 + t) * k;
+        __m512 peak = _mm512_setzero_ps();
+        int32_t i = 0;
+        for (; i + 16 <= k; i += 16) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_loadu_ps(row + i)));
+        if (tail) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, row + i)));
+        const float amax = _mm512_reduce_max_ps(peak);
+        const bool zero = !(amax >= QUANT_MIN);
+        scales_t[t] = zero ? 0.0f : amax / 127.0f;
+        inverse[t] = zero ? 0.0f : 127.0f / amax;
+    }
+    const __m512 low = _mm512_set1_ps(-127.0f), high = _mm512_set1_ps(127.0f);
+    const __m512i offset = _mm512_set1_epi8(static_cast<char>(plan.act_offset));
+    for (int32_t c0 = 0; c0 < k; c0 += 16) {
+        const int inputs = k - c0 < 16 ? k - c0 : 16;
+        const __mmask16 mask = static_cast<__mmask16>((1u << inputs) - 1);
+        __m512i r[16];
+        for (int i = 0; i < 16; ++i) {
+            __m128i lanes[4];
+            for (int lane = 0; lane < 4; ++lane) {
+                const int t = 16 * (i >> 2) + 4 * lane + (i & 3);
+                if (t >= tokens) {
+                    lanes[lane] = _mm_setzero_si128();
+                    continue;
+                }
+                __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + (t0 + t) * k + c0), _mm512_set1_ps(inverse[t]));
+                v = _mm512_min_ps(high, _mm512_max_ps(low, v));
+                lanes[lane] = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v));
+            }
+            __m512i line = _mm512_castsi128_si512(lanes[0]);
+            line = _mm512_inserti32x4(line, lanes[1], 1);
+            line = _mm512_inserti32x4(line, lanes[2], 2);
+            r[i] = _mm512_inserti32x4(line, lanes[3], 3);
+        }
+        transpose16x16_epi8_lanes(r);
+        for (int c = 0; c < inputs; ++c)
+            _mm512_store_si512(out + static_cast<int64_t>(c0 + c) * TOKEN_BLOCK, _mm512_add_epi8(r[c], offset));
+    }
+}
+
+void compute_columns_avx512vnni(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    switch ((task.tokens + 15) / 16) {
+        case 1: return compute_columns<1>(plan, workspace, m, y, task);
+        case 2: return compute_columns<2>(plan, workspace, m, y, task);
+        case 3: return compute_columns<3>(plan, workspace, m, y, task);
+        default: return compute_columns<4>(plan, workspace, m, y, task);
+    }
+}
 
 void quantize_avx512(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
     float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;

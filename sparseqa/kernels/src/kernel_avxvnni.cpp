@@ -18,4 +18,8 @@ void compute_avxvnni(const Plan& plan, const void* workspace, int64_t m, float* 
     dispatch8<VnniDot>(plan, workspace, m, y, task);
 }
 
+void compute_columns_avxvnni(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    compute_columns8<VnniDot>(plan, workspace, m, y, task);
+}
+
 }  // namespace sq

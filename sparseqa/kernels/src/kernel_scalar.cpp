@@ -1,4 +1,4 @@
-/* The portable kernel: no ISA extension, the same panel layout and int32 sums as the vector kernels. */
+/* The portable kernels: no ISA extension, the same panel layouts and int32 sums as the vector kernels. */
 #include <math.h>
 
 #include "internal.h"
@@ -24,6 +24,36 @@ void compute_scalar(const Plan& plan, const void* workspace, int64_t m, float* y
         }
         for (int t = 0; t < task.tokens; ++t)
             y[(t0 + t) * plan.n + o] = fmaf((float)(acc[t] - plan.offset_sum[o]), scales_t[t] * plan.scales[o], plan.bias[o]);
+    }
+}
+
+void compute_columns_scalar(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+    const int8_t* base = reinterpret_cast<const int8_t*>(panel(plan, workspace, m, task.token_block));
+    const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
+    const int64_t t0 = task.token_block * TOKEN_BLOCK;
+    int position[TOKEN_BLOCK];
+    for (int t = 0; t < task.tokens; ++t) position[t] = column_position(t);
+    int32_t acc[4][TOKEN_BLOCK];
+    for (int32_t g = task.r0 / 4; g < task.r1 / 4; ++g) {
+        for (int r = 0; r < 4; ++r)
+            for (int t = 0; t < task.tokens; ++t) acc[r][t] = 0;
+        for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
+            for (const Quad* quad = quads_begin(plan, g, kt); quad < quads_end(plan, g, kt); ++quad) {
+                for (int i = 0; i < 4; ++i) {
+                    const int8_t* line = base + quad->offset[i];
+                    for (int r = 0; r < 4; ++r) {
+                        const int32_t w = (int8_t)(quad->weights[r] >> (8 * i));
+                        for (int t = 0; t < task.tokens; ++t) acc[r][t] += line[position[t]] * w;
+                    }
+                }
+            }
+        }
+        for (int r = 0; r < 4; ++r) {
+            const int32_t o = 4 * g + r;
+            for (int t = 0; t < task.tokens; ++t)
+                y[(t0 + t) * plan.n + o] =
+                    fmaf((float)(acc[r][t] - plan.offset_sum[o]), scales_t[t] * plan.scales[o], plan.bias[o]);
+        }
     }
 }
 
