@@ -15,6 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .blocks import ORIENTATIONS
 from .decoding import DECODINGS, RUN_QA, RUN_QA_NO_SPAN, InputError
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, ModelLoadError, card_for
 from .runtimes import KERNELS, PRECISIONS, RUNTIMES, default_precision
@@ -252,6 +253,9 @@ def cmd_kernel_bench(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if not all(MIN_SEQ_LEN <= seq_len <= MAX_SEQ_LEN for seq_len in seq_lens):
         raise UsageError(f"--seq-lens {args.seq_lens}: use lengths from {MIN_SEQ_LEN} to {MAX_SEQ_LEN} tokens")
+    blocks = tuple(dict.fromkeys(part.strip() for part in args.blocks.split(",") if part.strip()))
+    if not blocks or not set(blocks) <= set(ORIENTATIONS):
+        raise UsageError(f"--blocks {args.blocks}: choose 4x1, 1x4 or both (4x1,1x4)")
     with tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar:24}| {elapsed} {desc}") as bar:
 
         def progress(fraction: float, description: str) -> None:
@@ -259,7 +263,7 @@ def cmd_kernel_bench(args: argparse.Namespace) -> int:
             bar.update(round(fraction * 100) - bar.n)
 
         try:
-            result = run_kernel_benchmark(seq_lens, args.runs, args.warmup, args.threads, progress)
+            result = run_kernel_benchmark(seq_lens, args.runs, args.warmup, args.threads, progress, blocks)
         except (NativeUnavailable, OpenVINONotInt8, ValueError) as error:
             raise UsageError(f"cannot run the kernel benchmark: {error}") from None
     print("\n".join(result.header_lines()))
@@ -472,7 +476,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--kernels-only",
         action="store_true",
-        help="time each encoder Linear shape alone: sparseqa's 1x4 sparse kernel against OpenVINO's dense int8",
+        help="time each encoder Linear shape alone: sparseqa's sparse kernel against OpenVINO's dense int8",
+    )
+    bench.add_argument(
+        "--blocks",
+        default="4x1",
+        help="with --kernels-only: the block orientations to prune the weights in, comma-separated: 4x1 (4 outputs x "
+        "1 input, how the seed model was pruned; the default) and/or 1x4 (1 output x 4 inputs)",
     )
     bench.set_defaults(run=cmd_bench)
 

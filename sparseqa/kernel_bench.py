@@ -1,7 +1,8 @@
-"""The kernel-only benchmark: each BERT-base encoder Linear shape alone, sparseqa's 1x4 block-sparse int8 kernel
+"""The kernel-only benchmark: each BERT-base encoder Linear shape alone, sparseqa's block-sparse int8 kernels
 against OpenVINO's dense int8 FullyConnected on the same shape, same thread count, timed interleaved in one run.
 
-The weights are random with 80% of their 1x4 blocks zero (the Prune-OFA pattern). Both sides are the same
+The weights are random with 80% of their blocks zero, in the block orientations asked for (default 4x1, 4
+consecutive outputs × 1 input: how the Prune-OFA model was pruned; 1x4 too for comparison). Both sides are the same
 one-MatMul OpenVINO model in the int8 pattern NNCF writes (FakeQuantize on the activations, int8 weights with
 Convert and Multiply): as it is, which the CPU plugin compiles to an int8 FullyConnected (checked in the runtime
 model), and after the graph pass that hands the MatMul to ``sparseqa.SparseQALinear``. So both run on OpenVINO's own
@@ -24,10 +25,12 @@ import numpy as np
 import pandas as pd
 
 from . import native
+from .blocks import check, describe
 from .hardware import library_versions, machine
 from .timing import interleave
 
 SPARSITY = 0.8
+DEFAULT_BLOCKS = ("4x1",)
 # (outputs n, inputs k, how many of them one BERT-base encoder layer has)
 ENCODER_LINEARS = ((768, 768, 4), (3072, 768, 1), (768, 3072, 1))
 DEFAULT_SEQ_LENS = (128, 384)
@@ -44,6 +47,7 @@ class KernelRow:
     n: int
     k: int
     seq_len: int
+    blocks: str  # the block orientation of the weights sparseqa's kernel ran on
     sparseqa_ms: float
     openvino_int8_ms: float
     speedup: float
@@ -59,22 +63,25 @@ class KernelBenchResult:
     openvino_int8: str
     threads: int
     runs: int
+    blocks: tuple[str, ...] = DEFAULT_BLOCKS
     rows: list[KernelRow] = field(default_factory=list)
     other_cpu_share: float | None = None
     date: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def encoder_layer(self) -> list[dict]:
-        """Per sequence length, the sum over one encoder layer's six Linears (4 x 768->768, 768->3072, 3072->768)."""
+        """Per sequence length and block orientation, the sum over one encoder layer's six Linears (4 x 768->768,
+        768->3072, 3072->768)."""
         counts = {(n, k): count for n, k, count in ENCODER_LINEARS}
         layers = []
-        for seq_len in sorted({row.seq_len for row in self.rows}):
-            rows = [row for row in self.rows if row.seq_len == seq_len]
+        for seq_len, blocks in sorted({(row.seq_len, row.blocks) for row in self.rows}):
+            rows = [row for row in self.rows if (row.seq_len, row.blocks) == (seq_len, blocks)]
             if {(row.n, row.k) for row in rows} != set(counts):
                 continue
             sparse = sum(counts[row.n, row.k] * row.sparseqa_ms for row in rows)
             dense = sum(counts[row.n, row.k] * row.openvino_int8_ms for row in rows)
             layers.append(
-                {"seq_len": seq_len, "sparseqa_ms": sparse, "openvino_int8_ms": dense, "speedup": dense / sparse}
+                {"seq_len": seq_len, "blocks": blocks, "sparseqa_ms": sparse, "openvino_int8_ms": dense,
+                 "speedup": dense / sparse}
             )
         return layers
 
@@ -85,18 +92,20 @@ class KernelBenchResult:
             {
                 "layer": f"{row.k}->{row.n}" + (f" (x{counts[row.n, row.k]})" if counts.get((row.n, row.k), 1) > 1 else ""),
                 "seq_len": row.seq_len,
+                "blocks": row.blocks,
                 "sparseqa ms": round(row.sparseqa_ms, 3),
                 "OpenVINO int8 ms": round(row.openvino_int8_ms, 3),
                 "speedup": f"{row.speedup:.2f}x",
                 "sparseqa GMAC/s": round(row.gmacs, 1),
                 "OpenVINO GMAC/s": round(row.openvino_gmacs, 1),
             }
-            for row in sorted(self.rows, key=lambda row: (row.seq_len, row.k, row.n))
+            for row in sorted(self.rows, key=lambda row: (row.seq_len, row.k, row.n, row.blocks))
         ]
         records += [
             {
                 "layer": "encoder layer (6 Linears)",
                 "seq_len": layer["seq_len"],
+                "blocks": layer["blocks"],
                 "sparseqa ms": round(layer["sparseqa_ms"], 3),
                 "OpenVINO int8 ms": round(layer["openvino_int8_ms"], 3),
                 "speedup": f"{layer['speedup']:.2f}x",
@@ -110,7 +119,8 @@ class KernelBenchResult:
         cpu = machine()
         lines = [
             f"{cpu.cpu}, {cpu.physical_cores} cores; {self.threads} threads; median of {self.runs} interleaved runs",
-            f"sparseqa kernel: {self.kernel_isa}, {SPARSITY:.0%} of 1x4 blocks zero; OpenVINO: {self.openvino_int8}",
+            f"sparseqa kernel: {self.kernel_isa}, {SPARSITY:.0%} of the blocks zero; OpenVINO: {self.openvino_int8}",
+            "blocks: " + "; ".join(describe(blocks) for blocks in self.blocks),
         ]
         if self.other_cpu_share is not None:
             lines.append(f"other processes used {self.other_cpu_share:.0%} of the CPU during the timings")
@@ -126,6 +136,7 @@ class KernelBenchResult:
             "cpu_kernel_isas": native.cpu_isas(),
             "openvino_int8": self.openvino_int8,
             "sparsity": SPARSITY,
+            "blocks": list(self.blocks),
             "runs": self.runs,
             "rows": [asdict(row) for row in self.rows],
             "encoder_layer": self.encoder_layer(),
@@ -135,12 +146,17 @@ class KernelBenchResult:
         Path(path).write_text(json.dumps(self.as_dict(), indent=2) + "\n")
 
 
-def pruned_weight(n: int, k: int, sparsity: float = SPARSITY, seed: int = 0) -> np.ndarray:
-    """Random (n, k) fp32 weights with ``sparsity`` of their 1x4 blocks zeroed, chosen at random over the matrix."""
+def pruned_weight(n: int, k: int, sparsity: float = SPARSITY, seed: int = 0, blocks: str = "4x1") -> np.ndarray:
+    """Random (n, k) fp32 weights with ``sparsity`` of their ``blocks`` blocks zeroed, chosen at random over the
+    matrix."""
+    check(blocks)
     rng = np.random.default_rng(seed)
     weight = (rng.standard_normal((n, k)) * 0.05).astype(np.float32)
-    blocks = weight.reshape(-1, 4)
-    blocks[rng.choice(len(blocks), size=round(sparsity * len(blocks)), replace=False)] = 0.0
+    # Each block as one row of a view: 4 consecutive inputs (1x4), or 4 consecutive outputs of one input (4x1).
+    view = weight.reshape(-1, 4) if blocks == "1x4" else weight.reshape(n // 4, 4, k).transpose(0, 2, 1).reshape(-1, 4)
+    view[rng.choice(len(view), size=round(sparsity * len(view)), replace=False)] = 0.0
+    if blocks == "4x1":
+        weight = np.ascontiguousarray(view.reshape(n // 4, k, 4).transpose(0, 2, 1).reshape(n, k))
     return weight
 
 
@@ -197,8 +213,10 @@ def run_kernel_benchmark(
     warmup: int = 3,
     threads: int | None = None,
     progress: Callable[[float, str], object] | None = None,
+    blocks: tuple[str, ...] = DEFAULT_BLOCKS,
 ) -> KernelBenchResult:
-    """Time every encoder Linear shape at every sequence length: sparseqa against OpenVINO dense int8, interleaved.
+    """Time every encoder Linear shape at every sequence length: sparseqa (on weights pruned in each of ``blocks``'
+    orientations) against OpenVINO dense int8, all interleaved in one loop per shape and length.
 
     Raises native.NativeUnavailable when the kernels cannot be built, OpenVINONotInt8 when the baseline is not int8.
     """
@@ -217,30 +235,40 @@ def run_kernel_benchmark(
     for index, (seq_len, (n, k, _)) in enumerate((s, shape) for s in seq_lens for shape in ENCODER_LINEARS):
         if progress:
             progress(index / steps, f"{k}->{n} at {seq_len} tokens")
-        weight = pruned_weight(n, k, seed=index)
         bias = np.random.default_rng(index).standard_normal(n).astype(np.float32)
-        dense, sparse, openvino_layer = compile_linears(weight, bias, seq_len, threads, extension)
         x = ov.Tensor(np.random.default_rng(100 + index).standard_normal((seq_len, k)).astype(np.float32))
-        requests = {"sparseqa": sparse.create_infer_request(), "openvino": dense.create_infer_request()}
+        requests, useful = {}, {}
+        for orientation in blocks:
+            weight = pruned_weight(n, k, seed=index, blocks=orientation)
+            dense, sparse, openvino_layer = compile_linears(weight, bias, seq_len, threads, extension)
+            requests[orientation] = sparse.create_infer_request()
+            useful[orientation] = pack_bcsr(weight, None, orientation).nonzero_weights * seq_len
+        # OpenVINO's dense kernel takes as long on either pattern: it is timed once, on the last one's weights.
+        requests["openvino"] = dense.create_infer_request()
         for request in requests.values():
             request.set_input_tensor(0, x)
         if result is None:
-            result = KernelBenchResult(kernel_isa=isa, openvino_int8=openvino_layer, threads=threads, runs=runs)
+            result = KernelBenchResult(
+                kernel_isa=isa, openvino_int8=openvino_layer, threads=threads, runs=runs, blocks=tuple(blocks)
+            )
         with other:
             stats = interleave({name: request.infer for name, request in requests.items()}, runs=runs, warmup=warmup)
-        sparse_ms, dense_ms = stats["sparseqa"].median_ms, stats["openvino"].median_ms
-        result.rows.append(
-            KernelRow(
-                n=n,
-                k=k,
-                seq_len=seq_len,
-                sparseqa_ms=sparse_ms,
-                openvino_int8_ms=dense_ms,
-                speedup=dense_ms / sparse_ms,
-                gmacs=pack_bcsr(weight).nonzero_weights * seq_len / sparse_ms / 1e6,
-                openvino_gmacs=n * k * seq_len / dense_ms / 1e6,
+        dense_ms = stats["openvino"].median_ms
+        for orientation in blocks:
+            sparse_ms = stats[orientation].median_ms
+            result.rows.append(
+                KernelRow(
+                    n=n,
+                    k=k,
+                    seq_len=seq_len,
+                    blocks=orientation,
+                    sparseqa_ms=sparse_ms,
+                    openvino_int8_ms=dense_ms,
+                    speedup=dense_ms / sparse_ms,
+                    gmacs=useful[orientation] / sparse_ms / 1e6,
+                    openvino_gmacs=n * k * seq_len / dense_ms / 1e6,
+                )
             )
-        )
     assert result is not None
     result.other_cpu_share = other.share
     if progress:

@@ -9,15 +9,20 @@ import pytest
 
 from sparseqa import native
 from sparseqa.cli import main
+from sparseqa.blocks import ORIENTATIONS, zero_block_share
 from sparseqa.kernel_bench import ENCODER_LINEARS, pruned_weight
-from sparseqa.sparse_kernels import block_sparsity, pack_bcsr
+from sparseqa.sparse_kernels import pack_bcsr
 
 
 def test_kernels_only_times_every_shape_and_sums_an_encoder_layer(tmp_path, capsys):
     out = tmp_path / "kernels.json"
-    assert main(["bench", "--kernels-only", "--seq-lens", "32", "--runs", "2", "--warmup", "0", "--json", str(out)]) == 0
+    arguments = ["bench", "--kernels-only", "--seq-lens", "32", "--runs", "2", "--warmup", "0", "--json", str(out)]
+    assert main(arguments) == 0
     printed = capsys.readouterr().out
     document = json.loads(out.read_text())
+    assert document["blocks"] == ["4x1"]  # the seed model's orientation by default
+    assert {row["blocks"] for row in document["rows"]} == {"4x1"}
+    assert "blocks: 4x1 (4 consecutive outputs × 1 input)" in printed
     assert document["kernel_isa"] == native.chosen_isa() == document["cpu_kernel_isas"][0]
     assert document["openvino_int8"].startswith("FullyConnected ") and "i8 weights" in document["openvino_int8"]
     assert document["machine"]["threads"] >= 1 and "cpu" in document["machine"]
@@ -44,6 +49,7 @@ def test_kernels_only_times_every_shape_and_sums_an_encoder_layer(tmp_path, caps
         (["--runs", "0"], "--runs must be at least 1"),
         (["--json", "/no/such/dir/out.json"], "its directory does not exist"),
         (["--plot", "out.png"], "with --kernels-only use --json"),
+        (["--blocks", "2x2"], "--blocks 2x2: choose 4x1, 1x4 or both"),
     ],
 )
 def test_kernels_only_bad_arguments_are_one_line_usage_errors(arguments, message, capsys):
@@ -56,7 +62,24 @@ def test_kernels_only_bad_arguments_are_one_line_usage_errors(arguments, message
     assert message in error and "Traceback" not in error
 
 
-def test_pruned_weight_zeroes_exactly_the_share_of_blocks():
-    weight = pruned_weight(64, 96, 0.8, seed=1)
-    assert block_sparsity(weight) == pytest.approx(0.8, abs=1 / (64 * 24))
-    assert pack_bcsr(weight).blocks == round(0.2 * 64 * 24)
+def test_kernels_only_times_both_orientations_against_one_openvino_timing(tmp_path):
+    out = tmp_path / "kernels.json"
+    arguments = ["bench", "--kernels-only", "--seq-lens", "32", "--runs", "1", "--warmup", "0", "--blocks", "1x4,4x1"]
+    assert main([*arguments, "--json", str(out)]) == 0
+    document = json.loads(out.read_text())
+    assert document["blocks"] == ["1x4", "4x1"]
+    by_shape = {}
+    for row in document["rows"]:
+        by_shape.setdefault((row["n"], row["k"]), {})[row["blocks"]] = row
+    assert all(set(rows) == {"1x4", "4x1"} for rows in by_shape.values())
+    assert all(rows["1x4"]["openvino_int8_ms"] == rows["4x1"]["openvino_int8_ms"] for rows in by_shape.values())
+    assert {layer["blocks"] for layer in document["encoder_layer"]} == {"1x4", "4x1"}
+
+
+@pytest.mark.parametrize("blocks", ORIENTATIONS)
+def test_pruned_weight_zeroes_exactly_the_share_of_blocks(blocks):
+    weight = pruned_weight(64, 96, 0.8, seed=1, blocks=blocks)
+    assert zero_block_share(weight, blocks) == pytest.approx(0.8, abs=1 / (64 * 24))
+    assert pack_bcsr(weight, None, blocks).blocks == round(0.2 * 64 * 24)
+    other = "1x4" if blocks == "4x1" else "4x1"
+    assert zero_block_share(weight, other) < 0.5
