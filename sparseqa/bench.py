@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from . import decoding
+from .blocks import describe
 from .calibration import example_pairs
 from .hardware import Machine, library_versions, machine
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, card_for
@@ -201,6 +202,7 @@ class BenchResult:
     absent: list[Absent] = field(default_factory=list)
     other_cpu_share: float | None = None  # see OtherCpuUse
     kernel_isa: str | None = None  # the ISA path of sparseqa's kernels in the measured rows, if any
+    kernel_blocks: str | None = None  # the block orientation(s) those kernels ran ("4x1", "1x4" or "1x4+4x1")
     fidelity: list[Fidelity] = field(default_factory=list)
 
     def table(self) -> pd.DataFrame:
@@ -235,6 +237,7 @@ class BenchResult:
             },
             "libraries": self.versions,
             "kernel_isa": self.kernel_isa,
+            "kernel_blocks": self.kernel_blocks,
             "date": self.date,
             "other_cpu_share": self.other_cpu_share,
         }
@@ -251,7 +254,10 @@ class BenchResult:
                 "warmup": self.settings.warmup,
                 "batch": 1,
             },
-            "rows": [row.as_dict() for row in self.rows],
+            "rows": [
+                row.as_dict() | ({"kernel_blocks": self.kernel_blocks} if row.configuration.sparse_kernels else {})
+                for row in self.rows
+            ],
             "absent": [{"configuration": item.configuration, "reason": item.reason} for item in self.absent],
             "logits_vs_fp32": [item.as_dict() for item in self.fidelity],
         }
@@ -283,6 +289,9 @@ class BenchResult:
                 f"warning: other work (other processes, or the hypervisor of a VM) used {self.other_cpu_share:.0%} of "
                 "the CPU while the timings ran: they are noisy; re-run when the machine is idle"
             )
+        if self.kernel_blocks:
+            blocks = " and ".join(describe(blocks) for blocks in self.kernel_blocks.split("+"))
+            lines.append(f"{SPARSE_KERNELS_RUNTIME}: the {self.kernel_isa} path, on {blocks} blocks")
         lines += [f"absent: {item.configuration}: {item.reason}" for item in self.absent]
         if not (self.machine.avx512_vnni or self.machine.amx):
             lines.append(
@@ -470,6 +479,7 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
         absent=absent,
         other_cpu_share=other_use.share,
         kernel_isa=next((engine.kernel_isa for engine in engines.values() if engine.kernel_isa), None),
+        kernel_blocks=next((engine.kernel_blocks for engine in engines.values() if engine.kernel_blocks), None),
         fidelity=logits_fidelity(engines),
     )
 

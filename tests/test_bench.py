@@ -39,12 +39,13 @@ def expected_configurations(cpu: Machine) -> set[tuple[str, str, str]]:
 
 
 @pytest.fixture(scope="module")
-def bench_run(tiny_sparse_model, tiny_dense_model, tmp_path_factory) -> dict:
-    """One ``python -m sparseqa bench`` run on the tiny models: its output, JSON and plot path."""
+def bench_run(tiny_sparse_model_4x1, tiny_dense_model, tmp_path_factory) -> dict:
+    """One ``python -m sparseqa bench`` run on the tiny models (the sparse one pruned the seed's way, in 4x1 blocks):
+    its output, JSON and plot path."""
     out = tmp_path_factory.mktemp("bench")
     command = [
         sys.executable, "-m", "sparseqa", "bench",
-        "--model", str(tiny_sparse_model),
+        "--model", str(tiny_sparse_model_4x1),
         "--dense-model", str(tiny_dense_model),
         "--seq-lens", ",".join(map(str, SEQ_LENS)),
         "--runs", "2",
@@ -132,6 +133,12 @@ def test_sparse_kernel_rows_compare_with_the_same_model_on_openvino_kernels(benc
     assert all(row["vs_openvino_kernels"] is None for row in rows if row["kernels"] != "sparseqa")
     assert bench_run["json"]["machine"]["kernel_isa"] == native.chosen_isa()
     assert "vs OpenVINO kernels" in bench_run["stdout"]
+    # Which block orientation the sparse-kernel rows ran, in the JSON and in words on the page.
+    assert bench_run["json"]["machine"]["kernel_blocks"] == "4x1"
+    assert {row["kernel_blocks"] for row in ours} == {"4x1"}
+    assert all("kernel_blocks" not in row for row in rows if row["kernels"] != "sparseqa")
+    expected = f"openvino + sparseqa kernels: the {native.chosen_isa()} path, on 4x1 (4 consecutive outputs × 1 input)"
+    assert expected in bench_run["stdout"]
 
 
 def test_logits_of_both_int8_paths_are_compared_with_fp32(bench_run):
