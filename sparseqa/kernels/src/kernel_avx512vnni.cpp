@@ -175,34 +175,33 @@ void compute_columns(const Plan& plan, const void* workspace, int64_t m, float* 
     finish<NV>(plan, workspace, y, task, tile);
 }
 
-/* 16 lanes of 16 bytes -> 16 columns within each 128-bit lane of a zmm, as transpose16x16_epi8 does for one. */
-inline void transpose16x16_epi8_lanes(__m512i r[16]) {
-    __m512i a[16], b[16];
-    for (int p = 0; p < 8; ++p) {
-        a[2 * p] = _mm512_unpacklo_epi8(r[2 * p], r[2 * p + 1]);
-        a[2 * p + 1] = _mm512_unpackhi_epi8(r[2 * p], r[2 * p + 1]);
-    }
-    for (int q = 0; q < 4; ++q)
-        for (int h = 0; h < 2; ++h) {
-            b[4 * q + 2 * h] = _mm512_unpacklo_epi16(a[4 * q + h], a[4 * q + 2 + h]);
-            b[4 * q + 2 * h + 1] = _mm512_unpackhi_epi16(a[4 * q + h], a[4 * q + 2 + h]);
-        }
-    for (int z = 0; z < 2; ++z)
-        for (int c = 0; c < 4; ++c) {
-            a[8 * z + 2 * c] = _mm512_unpacklo_epi32(b[8 * z + c], b[8 * z + 4 + c]);
-            a[8 * z + 2 * c + 1] = _mm512_unpackhi_epi32(b[8 * z + c], b[8 * z + 4 + c]);
-        }
-    for (int c = 0; c < 4; ++c)
-        for (int s = 0; s < 2; ++s) {
-            r[4 * c + 2 * s] = _mm512_unpacklo_epi64(a[2 * c + s], a[8 + 2 * c + s]);
-            r[4 * c + 2 * s + 1] = _mm512_unpackhi_epi64(a[2 * c + s], a[8 + 2 * c + s]);
-        }
+/* The 4 x 4 dwords of each 128-bit lane of a[0..3] transposed: a[v] dword j becomes a[j] dword v. */
+inline void transpose4x4_epi32_lanes(__m512i a[4]) {
+    const __m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]), t1 = _mm512_unpackhi_epi32(a[0], a[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]), t3 = _mm512_unpackhi_epi32(a[2], a[3]);
+    a[0] = _mm512_unpacklo_epi64(t0, t2);
+    a[1] = _mm512_unpackhi_epi64(t0, t2);
+    a[2] = _mm512_unpacklo_epi64(t1, t3);
+    a[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* The 4 x 4 128-bit lanes of b[0..3] transposed: b[L] lane l becomes b[l] lane L. */
+inline void transpose4x4_lanes(__m512i b[4]) {
+    const __m512i s0 = _mm512_shuffle_i32x4(b[0], b[1], 0x44), s1 = _mm512_shuffle_i32x4(b[0], b[1], 0xee);
+    const __m512i s2 = _mm512_shuffle_i32x4(b[2], b[3], 0x44), s3 = _mm512_shuffle_i32x4(b[2], b[3], 0xee);
+    b[0] = _mm512_shuffle_i32x4(s0, s2, 0x88);
+    b[1] = _mm512_shuffle_i32x4(s0, s2, 0xdd);
+    b[2] = _mm512_shuffle_i32x4(s1, s3, 0x88);
+    b[3] = _mm512_shuffle_i32x4(s1, s3, 0xdd);
 }
 
 }  // namespace
 
-/* As quantize_columns_sse2, the 4 lanes of a panel line at once: row i of the transpose holds, in lane L, the 16
- * quantized inputs of token 16 (i / 4) + 4 L + i % 4, so the transposed zmm c is input c's whole 64-byte line. */
+/* As quantize_columns_sse2, 16 inputs x 64 tokens at a time. Four tokens 16 j + 4 L + u (u = 0..3) are quantized and
+ * packed into one zmm whose lane l holds their inputs 4 l .. 4 l + 3 (byte 4 u + v: token u, input 4 l + v); a byte
+ * shuffle makes that byte 4 v + u, so dword v of lane l is input 4 l + v for the 4 tokens. Transposing those dwords
+ * over j and then the lanes over L puts, for input 4 l + v, the 4 tokens 16 j + 4 L + .. at dword j of lane L: byte
+ * 16 L + 4 j + u of its line, as column_position says. */
 void quantize_columns_avx512(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
     float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
     uint8_t* out = panel(plan, workspace, m, token_block);
@@ -228,30 +227,42 @@ void quantize_columns_avx512(const Plan& plan, const float* x, int64_t m, void* 
     }
     const __m512 low = _mm512_set1_ps(-127.0f), high = _mm512_set1_ps(127.0f);
     const __m512i offset = _mm512_set1_epi8(static_cast<char>(plan.act_offset));
+    // Byte 4 v + u of each lane from byte 4 u + v.
+    const __m512i swap = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
     for (int32_t c0 = 0; c0 < k; c0 += 16) {
         const int inputs = k - c0 < 16 ? k - c0 : 16;
         const __mmask16 mask = static_cast<__mmask16>((1u << inputs) - 1);
-        __m512i r[16];
-        for (int i = 0; i < 16; ++i) {
-            __m128i lanes[4];
-            for (int lane = 0; lane < 4; ++lane) {
-                const int t = 16 * (i >> 2) + 4 * lane + (i & 3);
-                if (t >= tokens) {
-                    lanes[lane] = _mm_setzero_si128();
-                    continue;
+        __m512i lines[4][4];  // [L][v], then [v][l] after the dword transposes, then [l][v]
+        for (int L = 0; L < 4; ++L) {
+            __m512i packed[4];  // by j
+            for (int j = 0; j < 4; ++j) {
+                __m512i q[4];
+                for (int u = 0; u < 4; ++u) {
+                    const int t = 16 * j + 4 * L + u;
+                    if (t >= tokens) {
+                        q[u] = _mm512_setzero_si512();
+                        continue;
+                    }
+                    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + (t0 + t) * k + c0),
+                                                   _mm512_set1_ps(inverse[t]));
+                    q[u] = _mm512_cvtps_epi32(_mm512_min_ps(high, _mm512_max_ps(low, v)));
                 }
-                __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + (t0 + t) * k + c0), _mm512_set1_ps(inverse[t]));
-                v = _mm512_min_ps(high, _mm512_max_ps(low, v));
-                lanes[lane] = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v));
+                const __m512i bytes =
+                    _mm512_packs_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+                packed[j] = _mm512_shuffle_epi8(bytes, swap);
             }
-            __m512i line = _mm512_castsi128_si512(lanes[0]);
-            line = _mm512_inserti32x4(line, lanes[1], 1);
-            line = _mm512_inserti32x4(line, lanes[2], 2);
-            r[i] = _mm512_inserti32x4(line, lanes[3], 3);
+            transpose4x4_epi32_lanes(packed);  // packed[v]: lane l, dword j = input 4 l + v of tokens 16 j + 4 L + ..
+            for (int v = 0; v < 4; ++v) lines[v][L] = packed[v];
         }
-        transpose16x16_epi8_lanes(r);
-        for (int c = 0; c < inputs; ++c)
-            _mm512_store_si512(out + static_cast<int64_t>(c0 + c) * TOKEN_BLOCK, _mm512_add_epi8(r[c], offset));
+        for (int v = 0; v < 4; ++v) {
+            transpose4x4_lanes(lines[v]);  // lines[v][l]: lane L, dword j, byte u: token 16 j + 4 L + u
+            for (int l = 0; l < 4; ++l) {
+                const int c = 4 * l + v;
+                if (c < inputs)
+                    _mm512_store_si512(out + static_cast<int64_t>(c0 + c) * TOKEN_BLOCK,
+                                       _mm512_add_epi8(lines[v][l], offset));
+            }
+        }
     }
 }
 
