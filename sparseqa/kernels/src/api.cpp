@@ -281,19 +281,16 @@ class Job {
 
 }  // namespace
 
-/* The portable quantizer, 4 lanes at a time with baseline x86-64 SSE2 (cvtps rounds half to even like nearbyint). */
-void quantize_sse2(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
+/* Per-token scales of one token block (as quantize_token computes them): the scale into the workspace, 127 / amax
+ * into ``inverse``; tokens past m get 0. */
+inline void token_block_scales(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block,
+                               float* inverse) {
     float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
-    uint8_t* out = panel(plan, workspace, m, token_block);
     const int64_t t0 = token_block * TOKEN_BLOCK;
-    const int tokens = static_cast<int>(std::min<int64_t>(TOKEN_BLOCK, m - t0));
-    const __m128i offset = _mm_set1_epi8(static_cast<char>(plan.act_offset));
     const __m128 sign = _mm_set1_ps(-0.0f);
     for (int t = 0; t < TOKEN_BLOCK; ++t) {
-        uint8_t* lane = out + t * 4;
-        if (t >= tokens) {
-            for (int32_t g = 0; g < plan.groups; ++g) memcpy(lane + g * GROUP_BYTES, &offset, 4);
-            scales_t[t] = 0.0f;
+        if (t0 + t >= m) {
+            scales_t[t] = inverse[t] = 0.0f;
             continue;
         }
         const float* row = x + (t0 + t) * plan.k;
@@ -304,7 +301,26 @@ void quantize_sse2(const Plan& plan, const float* x, int64_t m, void* workspace,
         const float amax = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
         const bool zero = !(amax >= QUANT_MIN);
         scales_t[t] = zero ? 0.0f : amax / 127.0f;
-        const __m128 inverse = _mm_set1_ps(zero ? 0.0f : 127.0f / amax);
+        inverse[t] = zero ? 0.0f : 127.0f / amax;
+    }
+}
+
+/* The portable quantizer, 4 lanes at a time with baseline x86-64 SSE2 (cvtps rounds half to even like nearbyint). */
+void quantize_sse2(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
+    float inverses[TOKEN_BLOCK];
+    token_block_scales(plan, x, m, workspace, token_block, inverses);
+    uint8_t* out = panel(plan, workspace, m, token_block);
+    const int64_t t0 = token_block * TOKEN_BLOCK;
+    const int tokens = static_cast<int>(std::min<int64_t>(TOKEN_BLOCK, m - t0));
+    const __m128i offset = _mm_set1_epi8(static_cast<char>(plan.act_offset));
+    for (int t = 0; t < TOKEN_BLOCK; ++t) {
+        uint8_t* lane = out + t * 4;
+        if (t >= tokens) {
+            for (int32_t g = 0; g < plan.groups; ++g) memcpy(lane + g * GROUP_BYTES, &offset, 4);
+            continue;
+        }
+        const float* row = x + (t0 + t) * plan.k;
+        const __m128 inverse = _mm_set1_ps(inverses[t]);
         const __m128 low = _mm_set1_ps(-127.0f), high = _mm_set1_ps(127.0f);
         for (int32_t g = 0; g < plan.groups; ++g) {
             __m128 v = _mm_mul_ps(_mm_loadu_ps(row + 4 * g), inverse);
@@ -344,30 +360,6 @@ inline void transpose16x16_epi8(__m128i r[16]) {
             r[4 * c + 2 * s] = _mm_unpacklo_epi64(a[2 * c + s], a[8 + 2 * c + s]);
             r[4 * c + 2 * s + 1] = _mm_unpackhi_epi64(a[2 * c + s], a[8 + 2 * c + s]);
         }
-}
-
-/* Per-token scales of one token block (as quantize_token computes them): the scale into the workspace, 127 / amax
- * into ``inverse``; tokens past m get 0. */
-inline void token_block_scales(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block,
-                               float* inverse) {
-    float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
-    const int64_t t0 = token_block * TOKEN_BLOCK;
-    const __m128 sign = _mm_set1_ps(-0.0f);
-    for (int t = 0; t < TOKEN_BLOCK; ++t) {
-        if (t0 + t >= m) {
-            scales_t[t] = inverse[t] = 0.0f;
-            continue;
-        }
-        const float* row = x + (t0 + t) * plan.k;
-        __m128 peak = _mm_setzero_ps();
-        for (int32_t i = 0; i < plan.k; i += 4) peak = _mm_max_ps(peak, _mm_andnot_ps(sign, _mm_loadu_ps(row + i)));
-        float lanes[4];
-        _mm_storeu_ps(lanes, peak);
-        const float amax = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
-        const bool zero = !(amax >= QUANT_MIN);
-        scales_t[t] = zero ? 0.0f : amax / 127.0f;
-        inverse[t] = zero ? 0.0f : 127.0f / amax;
-    }
 }
 
 /* The portable 4x1 quantizer: per 16-byte lane L of the panel lines and 16 inputs, the 16 tokens that lane holds

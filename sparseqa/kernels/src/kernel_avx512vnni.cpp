@@ -175,6 +175,32 @@ void compute_columns(const Plan& plan, const void* workspace, int64_t m, float* 
     finish<NV>(plan, workspace, y, task, tile);
 }
 
+/* The per-token scales of one token block, as quantize_token computes them: the scale into the workspace, 127 / amax
+ * into ``inverse``; tokens past m get 0. */
+inline void token_scales_avx512(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block,
+                                float* inverse) {
+    float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
+    const int64_t t0 = token_block * TOKEN_BLOCK;
+    const int tokens = m - t0 < TOKEN_BLOCK ? static_cast<int>(m - t0) : TOKEN_BLOCK;
+    const int32_t k = plan.k;
+    const __mmask16 tail = static_cast<__mmask16>((1u << (k % 16)) - 1);
+    for (int t = 0; t < TOKEN_BLOCK; ++t) {
+        if (t >= tokens) {
+            scales_t[t] = inverse[t] = 0.0f;
+            continue;
+        }
+        const float* row = x + (t0 + t) * k;
+        __m512 peak = _mm512_setzero_ps();
+        int32_t i = 0;
+        for (; i + 16 <= k; i += 16) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_loadu_ps(row + i)));
+        if (tail) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, row + i)));
+        const float amax = _mm512_reduce_max_ps(peak);
+        const bool zero = !(amax >= QUANT_MIN);
+        scales_t[t] = zero ? 0.0f : amax / 127.0f;
+        inverse[t] = zero ? 0.0f : 127.0f / amax;
+    }
+}
+
 /* The 4 x 4 dwords of each 128-bit lane of a[0..3] transposed: a[v] dword j becomes a[j] dword v. */
 inline void transpose4x4_epi32_lanes(__m512i a[4]) {
     const __m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]), t1 = _mm512_unpackhi_epi32(a[0], a[1]);
@@ -203,28 +229,12 @@ inline void transpose4x4_lanes(__m512i b[4]) {
  * over j and then the lanes over L puts, for input 4 l + v, the 4 tokens 16 j + 4 L + .. at dword j of lane L: byte
  * 16 L + 4 j + u of its line, as column_position says. */
 void quantize_columns_avx512(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
-    float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
     uint8_t* out = panel(plan, workspace, m, token_block);
     const int64_t t0 = token_block * TOKEN_BLOCK;
     const int tokens = m - t0 < TOKEN_BLOCK ? static_cast<int>(m - t0) : TOKEN_BLOCK;
     const int32_t k = plan.k;
-    const __mmask16 tail = static_cast<__mmask16>((1u << (k % 16)) - 1);
     float inverse[TOKEN_BLOCK];
-    for (int t = 0; t < TOKEN_BLOCK; ++t) {
-        if (t >= tokens) {
-            scales_t[t] = inverse[t] = 0.0f;
-            continue;
-        }
-        const float* row = x + (t0 + t) * k;
-        __m512 peak = _mm512_setzero_ps();
-        int32_t i = 0;
-        for (; i + 16 <= k; i += 16) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_loadu_ps(row + i)));
-        if (tail) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, row + i)));
-        const float amax = _mm512_reduce_max_ps(peak);
-        const bool zero = !(amax >= QUANT_MIN);
-        scales_t[t] = zero ? 0.0f : amax / 127.0f;
-        inverse[t] = zero ? 0.0f : 127.0f / amax;
-    }
+    token_scales_avx512(plan, x, m, workspace, token_block, inverse);
     const __m512 low = _mm512_set1_ps(-127.0f), high = _mm512_set1_ps(127.0f);
     const __m512i offset = _mm512_set1_epi8(static_cast<char>(plan.act_offset));
     // Byte 4 v + u of each lane from byte 4 u + v.
@@ -276,28 +286,12 @@ void compute_columns_avx512vnni(const Plan& plan, const void* workspace, int64_t
 }
 
 void quantize_avx512(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
-    float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
     uint8_t* out = panel(plan, workspace, m, token_block);
     const int64_t t0 = token_block * TOKEN_BLOCK;
     const int tokens = m - t0 < TOKEN_BLOCK ? static_cast<int>(m - t0) : TOKEN_BLOCK;
     const int32_t k = plan.k;
-    const __mmask16 tail = static_cast<__mmask16>((1u << (k % 16)) - 1);
     float inverse[TOKEN_BLOCK];
-    for (int t = 0; t < TOKEN_BLOCK; ++t) {
-        if (t >= tokens) {
-            scales_t[t] = inverse[t] = 0.0f;
-            continue;
-        }
-        const float* row = x + (t0 + t) * k;
-        __m512 peak = _mm512_setzero_ps();
-        int32_t i = 0;
-        for (; i + 16 <= k; i += 16) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_loadu_ps(row + i)));
-        if (tail) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, row + i)));
-        const float amax = _mm512_reduce_max_ps(peak);
-        const bool zero = !(amax >= QUANT_MIN);
-        scales_t[t] = zero ? 0.0f : amax / 127.0f;
-        inverse[t] = zero ? 0.0f : 127.0f / amax;
-    }
+    token_scales_avx512(plan, x, m, workspace, token_block, inverse);
     // 16 tokens x 16 groups at a time: quantize each token's 64 inputs into one zmm of 16 4-byte lanes, then
     // transpose so that each zmm holds one group for 16 tokens, which is a 64-byte line of the panel.
     const __m512 low = _mm512_set1_ps(-127.0f), high = _mm512_set1_ps(127.0f);
