@@ -449,10 +449,11 @@ def cache_key(
         parts += [f"nncf{versions['nncf']}", f"cal{calibration_samples}{calibration_mode()}"]
     if kernels is not None and kernels.sparse:
         from . import native
-
+        from .blocks import ORIENTATIONS
         from .sparse_ir import pass_key
 
-        parts += [f"sq{native.build_key()}{pass_key()}", kernels.isa]
+        # The orientations the pass may give a Linear (each Linear's own is recorded in the IR, SPARSE_LINEARS_FILE).
+        parts += [f"sq{native.build_key()}{pass_key()}", "blocks" + "+".join(ORIENTATIONS), kernels.isa]
     return "-".join(parts)
 
 

@@ -334,7 +334,7 @@ def test_ir_cache_key_names_the_kernel_build_and_isa(tiny_sparse_model, monkeypa
     keys = {cache_key(local, True, 20, choice) for choice in (default, scalar)}
     assert len(keys) == 2
     assert all(native.build_key() in key for key in keys)
-    assert cache_key(local, True, 20, scalar).endswith("-scalar")
+    assert cache_key(local, True, 20, scalar).endswith("-blocks1x4+4x1-scalar")
     assert cache_key(local, True, 20) not in keys
 
 
