@@ -131,14 +131,15 @@ class DemoServer:
 
 
 @pytest.fixture(scope="session")
-def demo_server(tiny_sparse_model: Path, tiny_dense_model: Path) -> Iterator[DemoServer]:
-    """The web demo on the tiny models (sparse OpenVINO int8, dense PyTorch), served once on a free local port."""
+def demo_server(tiny_sparse_model_1x4: Path, tiny_dense_model: Path) -> Iterator[DemoServer]:
+    """The web demo on the tiny models (sparse OpenVINO int8, dense PyTorch), served once on a free local port. Its
+    sparse model is the 1x4 one, whose Linears sparseqa's kernels run today (the page's machine tab names them)."""
     import socket
 
     from sparseqa.interface import build_demo, launch
     from sparseqa.service import QAService, Settings
 
-    service = QAService.load(Settings(model=str(tiny_sparse_model), dense_model=str(tiny_dense_model)))
+    service = QAService.load(Settings(model=str(tiny_sparse_model_1x4), dense_model=str(tiny_dense_model)))
     demo = build_demo(service)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -39,12 +39,12 @@ def expected_configurations(cpu: Machine) -> set[tuple[str, str, str]]:
 
 
 @pytest.fixture(scope="module")
-def bench_run(tiny_sparse_model, tiny_dense_model, tmp_path_factory) -> dict:
+def bench_run(tiny_sparse_model_1x4, tiny_dense_model, tmp_path_factory) -> dict:
     """One ``python -m sparseqa bench`` run on the tiny models: its output, JSON and plot path."""
     out = tmp_path_factory.mktemp("bench")
     command = [
         sys.executable, "-m", "sparseqa", "bench",
-        "--model", str(tiny_sparse_model),
+        "--model", str(tiny_sparse_model_1x4),
         "--dense-model", str(tiny_dense_model),
         "--seq-lens", ",".join(map(str, SEQ_LENS)),
         "--runs", "2",
@@ -180,9 +180,9 @@ def test_plot_is_a_png_of_sensible_size(bench_run):
     assert 400 <= height <= 2000
 
 
-def test_api_reports_progress_and_returns_table_and_figure(tiny_sparse_model, tiny_dense_model):
+def test_api_reports_progress_and_returns_table_and_figure(tiny_sparse_model_1x4, tiny_dense_model):
     reports: list[tuple[float, str]] = []
-    settings = BenchSettings(model=str(tiny_sparse_model), dense_model=str(tiny_dense_model), seq_lens=(32,), runs=1, warmup=0)
+    settings = BenchSettings(model=str(tiny_sparse_model_1x4), dense_model=str(tiny_dense_model), seq_lens=(32,), runs=1, warmup=0)
     result = run_benchmark(settings, lambda fraction, description: reports.append((fraction, description)))
     fractions = [fraction for fraction, _ in reports]
     assert fractions[0] == 0.0 and fractions[-1] == 1.0

@@ -207,11 +207,11 @@ def test_eval_with_demo_decoding_on_pytorch_runs_fp32_and_writes_the_demos_answe
     assert json.loads((tmp_path / "pred.json").read_text(encoding="utf-8")) == expected
 
 
-def test_compare_prints_the_four_configurations(tiny_sparse_model, tiny_dense_model, tmp_path):
+def test_compare_prints_the_four_configurations(tiny_sparse_model_1x4, tiny_dense_model, tmp_path):
     out = tmp_path / "compare.json"
     result = run_cli(
         "eval", "--compare",
-        "--model", str(tiny_sparse_model),
+        "--model", str(tiny_sparse_model_1x4),
         "--dense-model", str(tiny_dense_model),
         "--data", str(TINY),
         "--json", str(out),
@@ -223,7 +223,7 @@ def test_compare_prints_the_four_configurations(tiny_sparse_model, tiny_dense_mo
         assert column in header
     rows = lines[lines.index(header) + 1 : lines.index(header) + 5]
     labels = [row.split("·")[0].strip() for row in rows]
-    assert labels == [tiny_dense_model.name] + [tiny_sparse_model.name] * 3
+    assert labels == [tiny_dense_model.name] + [tiny_sparse_model_1x4.name] * 3
     assert ["pytorch fp32" in rows[0], "openvino fp32" in rows[1], "openvino int8" in rows[2]] == [True] * 3
     assert "openvino int8 · sparseqa kernels" in rows[3] and "sparseqa" not in rows[2]
 
@@ -231,9 +231,9 @@ def test_compare_prints_the_four_configurations(tiny_sparse_model, tiny_dense_mo
     configurations = [(c["model"], c["runtime"], c["precision"], c["kernels"]) for c in written["configurations"]]
     assert configurations == [
         (str(tiny_dense_model.resolve()), "pytorch", "fp32", "pytorch"),
-        (str(tiny_sparse_model.resolve()), "openvino", "fp32", "openvino"),
-        (str(tiny_sparse_model.resolve()), "openvino", "int8", "openvino"),
-        (str(tiny_sparse_model.resolve()), "openvino", "int8", "sparseqa"),
+        (str(tiny_sparse_model_1x4.resolve()), "openvino", "fp32", "openvino"),
+        (str(tiny_sparse_model_1x4.resolve()), "openvino", "int8", "openvino"),
+        (str(tiny_sparse_model_1x4.resolve()), "openvino", "int8", "sparseqa"),
     ]
     assert written["configurations"][1]["agreement"] == 100.0
     assert all(0.0 <= c["agreement"] <= 100.0 for c in written["configurations"])
@@ -246,7 +246,7 @@ def test_compare_prints_the_four_configurations(tiny_sparse_model, tiny_dense_mo
         assert median_ms == pytest.approx(configuration["median_latency_ms"], abs=0.05)
     # Every configuration was saved for the web page.
     assert latest_result(str(tiny_dense_model))["runtime"] == "pytorch"
-    int8 = latest_result(str(tiny_sparse_model), precision="int8")
+    int8 = latest_result(str(tiny_sparse_model_1x4), precision="int8")
     assert int8["exact_match"] == written["configurations"][2]["exact_match"]
 
 

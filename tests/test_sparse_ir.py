@@ -179,11 +179,11 @@ def encoder_linears(core, ir_xml: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_irs(tiny_sparse_model) -> dict[str, Path]:
+def tiny_irs(tiny_sparse_model_1x4) -> dict[str, Path]:
     from sparseqa.models import resolve
     from sparseqa.runtimes import _load_tokenizer, cached_ir
 
-    local = resolve(str(tiny_sparse_model))
+    local = resolve(str(tiny_sparse_model_1x4))
     tokenizer = _load_tokenizer(local)
     return {
         precision: cached_ir(local, tokenizer, quantized=precision == "int8", calibration_samples=20) / "openvino_model.xml"
@@ -230,10 +230,10 @@ def tiny_inputs(engine) -> dict[str, np.ndarray]:
     return decoding.model_inputs(decoding.encode(engine.tokenizer, QUESTION, PASSAGE), engine.input_names)
 
 
-def test_load_engine_kernels_auto_sparseqa_and_openvino(tiny_sparse_model):
+def test_load_engine_kernels_auto_sparseqa_and_openvino(tiny_sparse_model_1x4):
     from sparseqa.runtimes import load_engine
 
-    engines = {kernels: load_engine(str(tiny_sparse_model), "openvino", "int8", kernels=kernels) for kernels in ("auto", "sparseqa", "openvino")}
+    engines = {kernels: load_engine(str(tiny_sparse_model_1x4), "openvino", "int8", kernels=kernels) for kernels in ("auto", "sparseqa", "openvino")}
     isa = native.chosen_isa()
     for kernels in ("auto", "sparseqa"):
         engine = engines[kernels]
@@ -253,41 +253,41 @@ def test_load_engine_kernels_auto_sparseqa_and_openvino(tiny_sparse_model):
     assert float(ours @ reference / np.linalg.norm(ours) / np.linalg.norm(reference)) > 0.99
 
 
-def test_kernels_come_from_the_environment_and_bad_names_are_one_line_errors(tiny_sparse_model, monkeypatch):
+def test_kernels_come_from_the_environment_and_bad_names_are_one_line_errors(tiny_sparse_model_1x4, monkeypatch):
     from sparseqa.runtimes import load_engine
 
     monkeypatch.setenv("SPARSEQA_KERNELS", "openvino")
-    assert load_engine(str(tiny_sparse_model), "openvino", "int8").kernels == "openvino"
+    assert load_engine(str(tiny_sparse_model_1x4), "openvino", "int8").kernels == "openvino"
     monkeypatch.setenv("SPARSEQA_KERNELS", "fastest")
     with pytest.raises(ValueError, match="unknown kernels 'fastest'"):
-        load_engine(str(tiny_sparse_model), "openvino", "int8")
+        load_engine(str(tiny_sparse_model_1x4), "openvino", "int8")
     monkeypatch.delenv("SPARSEQA_KERNELS")
     with pytest.raises(ValueError, match="int8 on OpenVINO"):
-        load_engine(str(tiny_sparse_model), "openvino", "fp32", kernels="sparseqa")
-    engine = load_engine(str(tiny_sparse_model), "pytorch", "fp32")
+        load_engine(str(tiny_sparse_model_1x4), "openvino", "fp32", kernels="sparseqa")
+    engine = load_engine(str(tiny_sparse_model_1x4), "pytorch", "fp32")
     assert (engine.kernels, engine.kernel_isa) == ("pytorch", None)
 
 
-def test_failed_build_falls_back_to_openvino_kernels_with_a_one_line_note(tiny_sparse_model, monkeypatch):
+def test_failed_build_falls_back_to_openvino_kernels_with_a_one_line_note(tiny_sparse_model_1x4, monkeypatch):
     from sparseqa.runtimes import load_engine
 
     # A compiler that fails makes a new build key, so the cached build is not reused: the build runs and fails.
     monkeypatch.setenv("CXX", "/bin/false")
-    engine = load_engine(str(tiny_sparse_model), "openvino", "int8")
+    engine = load_engine(str(tiny_sparse_model_1x4), "openvino", "int8")
     assert (engine.kernels, engine.kernel_isa) == ("openvino", None)
     assert engine.kernel_fallback.startswith("OpenVINO kernels: the sparseqa kernels are unavailable (")
     assert "\n" not in engine.kernel_fallback and engine.kernel_fallback in engine.notes
     assert engine.answer(QUESTION, PASSAGE).kernels == "openvino"
     with pytest.raises(ValueError, match="the sparseqa kernels are unavailable") as raised:
-        load_engine(str(tiny_sparse_model), "openvino", "int8", kernels="sparseqa")
+        load_engine(str(tiny_sparse_model_1x4), "openvino", "int8", kernels="sparseqa")
     assert "\n" not in str(raised.value)
 
 
-def test_ir_cache_key_names_the_kernel_build_and_isa(tiny_sparse_model, monkeypatch):
+def test_ir_cache_key_names_the_kernel_build_and_isa(tiny_sparse_model_1x4, monkeypatch):
     from sparseqa.models import resolve
     from sparseqa.runtimes import cache_key, choose_kernels
 
-    local = resolve(str(tiny_sparse_model))
+    local = resolve(str(tiny_sparse_model_1x4))
     default = choose_kernels("sparseqa", "openvino", "int8")
     monkeypatch.setenv("SPARSEQA_KERNEL_ISA", "scalar")
     scalar = choose_kernels("sparseqa", "openvino", "int8")
@@ -299,13 +299,13 @@ def test_ir_cache_key_names_the_kernel_build_and_isa(tiny_sparse_model, monkeypa
     assert cache_key(local, True, 20) not in keys
 
 
-def test_export_writes_the_sparse_kernel_ir_only_when_asked(tiny_sparse_model, core, tmp_path, capsys):
+def test_export_writes_the_sparse_kernel_ir_only_when_asked(tiny_sparse_model_1x4, core, tmp_path, capsys):
     from sparseqa.cli import main
 
     plain, ours = tmp_path / "plain", tmp_path / "ours"
-    assert main(["export", "--model", str(tiny_sparse_model), "--precision", "int8", "--out", str(plain)]) == 0
+    assert main(["export", "--model", str(tiny_sparse_model_1x4), "--precision", "int8", "--out", str(plain)]) == 0
     assert OP_TYPE not in (plain / "openvino_model.xml").read_text()
-    argv = ["export", "--model", str(tiny_sparse_model), "--precision", "int8", "--kernels", "sparseqa", "--out", str(ours)]
+    argv = ["export", "--model", str(tiny_sparse_model_1x4), "--precision", "int8", "--kernels", "sparseqa", "--out", str(ours)]
     assert main(argv) == 0
     assert "12 sparse Linears run on sparseqa's op" in capsys.readouterr().out
     assert op_count(core.read_model(ours / "openvino_model.xml")) == 12
@@ -325,12 +325,12 @@ def test_app_and_cli_take_kernels_from_flag_or_environment():
         assert parser.parse_args(command + ["--kernels", "openvino"]).kernels == "openvino"
 
 
-def test_eval_compare_leaves_out_the_sparse_kernels_where_they_cannot_load(tiny_sparse_model, monkeypatch):
+def test_eval_compare_leaves_out_the_sparse_kernels_where_they_cannot_load(tiny_sparse_model_1x4, monkeypatch):
     from sparseqa.evaluate import compare_configurations, load_squad, run_configurations
 
     monkeypatch.setenv("CXX", "/bin/false")  # a new build key whose build fails
     questions = load_squad(Path(__file__).parent / "data" / "squad_tiny.json")[:2]
-    configurations = [c for c in compare_configurations(str(tiny_sparse_model), "unused") if c[1] == "openvino"]
+    configurations = [c for c in compare_configurations(str(tiny_sparse_model_1x4), "unused") if c[1] == "openvino"]
     reports: list[str] = []
     runs = run_configurations(configurations, questions, "tiny", report=reports.append, progress=False)
     assert [(run.precision, run.kernels) for run in runs] == [("fp32", "openvino"), ("int8", "openvino")]
