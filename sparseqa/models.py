@@ -160,7 +160,8 @@ def _directory_revision(path: Path) -> str:
 
 # ---- the synthetic models --------------------------------------------------------------------------------------
 
-SYNTHETIC_VERSION = 2
+# Bumped when a builder's weights change: the sparse one's at 2 (blocks by pattern and mean |w|), the dense one's not.
+SYNTHETIC_VERSIONS = {"sparse": 2, "dense": 1}
 SPARSITY = 0.8
 SYNTHETIC_PATTERN_ENV = "SPARSEQA_SYNTHETIC_PATTERN"
 DEFAULT_SYNTHETIC_PATTERN = "4x1"  # the seed model's (see blocks)
@@ -180,8 +181,9 @@ def synthetic_pattern() -> str:
 def synthetic_name(sparse: bool, seed: int = 0) -> str:
     """The cache directory name of a synthetic model: it names the block pattern and the pruning method of the
     sparse one (e.g. "synthetic-sparse-4x1-magnitude-v2-seed0"), so each pattern is built and cached apart."""
-    kind = f"sparse-{synthetic_pattern()}-{SYNTHETIC_PRUNING}" if sparse else "dense"
-    return f"synthetic-{kind}-v{SYNTHETIC_VERSION}-seed{seed}"
+    if sparse:
+        return f"synthetic-sparse-{synthetic_pattern()}-{SYNTHETIC_PRUNING}-v{SYNTHETIC_VERSIONS['sparse']}-seed{seed}"
+    return f"synthetic-dense-v{SYNTHETIC_VERSIONS['dense']}-seed{seed}"
 
 
 def build_synthetic(sparse: bool = True, *, directory: Path | None = None, seed: int = 0) -> Path:
