@@ -438,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = argparse.ArgumentParser(
         prog="python -m sparseqa",
-        description="Question answering with Intel's 80% 1x4 block-sparse BERT (OpenVINO) beside a dense baseline.",
+        description="Question answering with Intel's 80% block-sparse BERT (Prune OFA, OpenVINO) beside a dense "
+        "baseline.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

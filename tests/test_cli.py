@@ -246,3 +246,24 @@ def test_ask_options_out_of_range_are_usage_errors_before_loading(options, says,
     err = capsys.readouterr().err
     assert err.strip().endswith(f"error: {says}")
     assert "loading" not in err
+
+
+def test_inspect_names_the_linears_whose_pattern_differs_from_the_models(tiny_sparse_model_4x1, tmp_path, capsys):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from sparseqa.blocks import prune_mask
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(tiny_sparse_model_4x1, mixed)
+    weights = load_file(mixed / "model.safetensors")
+    name = next(key for key in weights if key.endswith("layer.1.attention.self.value.weight"))
+    dense = np.random.default_rng(0).standard_normal(weights[name].shape).astype(np.float32)
+    weights[name] = dense * prune_mask(dense, 0.8, "1x4")
+    save_file(weights, mixed / "model.safetensors", metadata={"format": "pt"})
+
+    assert main(["inspect", "--model", str(mixed)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"  pattern: {describe('4x1')}" in lines
+    assert f"  1 of 12 Linears have another pattern: layer 1 attention.self.value ({describe('1x4')})" in lines
