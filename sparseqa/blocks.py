@@ -42,6 +42,17 @@ def check(orientation: str) -> str:
     return orientation
 
 
+def block_view(array: np.ndarray, orientation: str) -> tuple[np.ndarray, int]:
+    """``array``'s whole blocks of ``orientation`` and the axis that runs along a block:
+    "1x4": (out, in // 4, 4), axis 2; "4x1": (out // 4, 4, in), axis 1."""
+    out_features, in_features = array.shape
+    if orientation == "1x4":
+        usable = in_features - in_features % BLOCK
+        return array[:, :usable].reshape(out_features, usable // BLOCK, BLOCK), 2
+    usable = out_features - out_features % BLOCK
+    return array[:usable].reshape(usable // BLOCK, BLOCK, in_features), 1
+
+
 def zero_blocks(weight: np.ndarray, orientation: str) -> np.ndarray:
     """A boolean array with one entry per whole block of ``weight`` (out, in): True where the block is all zero.
 
@@ -49,13 +60,8 @@ def zero_blocks(weight: np.ndarray, orientation: str) -> np.ndarray:
     check(orientation)
     if weight.ndim != 2:
         raise ValueError(f"weight must be 2-D (outputs, inputs), got shape {weight.shape}")
-    zero = np.asarray(weight) == 0
-    out_features, in_features = zero.shape
-    if orientation == "1x4":
-        usable = in_features - in_features % BLOCK
-        return zero[:, :usable].reshape(out_features, usable // BLOCK, BLOCK).all(axis=2)
-    usable = out_features - out_features % BLOCK
-    return zero[:usable].reshape(usable // BLOCK, BLOCK, in_features).all(axis=1)
+    blocks, axis = block_view(np.asarray(weight) == 0, orientation)
+    return blocks.all(axis=axis)
 
 
 def zero_block_share(weight: np.ndarray, orientation: str) -> float:
@@ -85,3 +91,56 @@ def weight_pattern(weight: np.ndarray) -> str | None:
     """The block orientation ``weight`` (out, in) is pruned in, or None when it is unstructured (see pattern)."""
     zero_weights = float((np.asarray(weight) == 0).mean()) if weight.size else 0.0
     return pattern(zero_weights, {orientation: zero_block_share(weight, orientation) for orientation in ORIENTATIONS})
+
+
+# ---- pruning ---------------------------------------------------------------------------------------------------
+
+PRUNING_METHODS = {
+    "magnitude": "blocks ranked by their mean |w|, the lowest zeroed",
+    "random": "blocks chosen at random",
+}
+
+
+def block_magnitudes(weight: np.ndarray, orientation: str) -> np.ndarray:
+    """The mean |w| of each whole block of ``orientation`` in ``weight`` (out, in), shaped as zero_blocks' result:
+    the score Model-Compression-Research-Package ranks blocks by (average pooling of |w| over the block)."""
+    check(orientation)
+    blocks, axis = block_view(np.abs(np.asarray(weight, dtype=np.float32)), orientation)
+    return blocks.mean(axis=axis)
+
+
+def prune_mask(
+    weight: np.ndarray,
+    sparsity: float,
+    orientation: str,
+    method: str = "magnitude",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """A keep-mask (bool, ``weight``'s shape) that zeroes ``round(sparsity × blocks)`` whole blocks of
+    ``orientation`` of one Linear's ``weight`` (out, in), chosen by ``method``:
+
+    - ``"magnitude"``: the blocks with the lowest mean |w| (ties broken in a fixed order, so the same weights always
+      give the same mask), as Model-Compression-Research-Package's block magnitude pruning does per Linear;
+    - ``"random"``: blocks drawn uniformly by ``rng`` (default: a fresh generator seeded 0).
+
+    Weights outside every whole block (a ragged edge) are kept."""
+    check(orientation)
+    if method not in PRUNING_METHODS:
+        raise ValueError(f"unknown pruning method {method!r}: choose {' or '.join(PRUNING_METHODS)}")
+    if not 0 <= sparsity <= 1:
+        raise ValueError(f"sparsity must be between 0 and 1, got {sparsity}")
+    scores = block_magnitudes(weight, orientation)
+    pruned = round(sparsity * scores.size)
+    if method == "magnitude":
+        order = np.argsort(scores.ravel(), kind="stable")
+    else:
+        order = (rng or np.random.default_rng(0)).permutation(scores.size)
+    kept = np.ones(scores.size, dtype=bool)
+    kept[order[:pruned]] = False
+    kept = kept.reshape(scores.shape)
+    keep = np.ones(np.shape(weight), dtype=bool)
+    if orientation == "1x4":
+        keep[:, : kept.shape[1] * BLOCK] = np.repeat(kept, BLOCK, axis=1)
+    else:
+        keep[: kept.shape[0] * BLOCK] = np.repeat(kept, BLOCK, axis=0)
+    return keep

@@ -20,6 +20,8 @@ from .decoding import DECODINGS, RUN_QA, RUN_QA_NO_SPAN, InputError
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, ModelLoadError, card_for
 from .runtimes import KERNELS, PRECISIONS, RUNTIMES, default_precision
 from .timing import RequestTimeout
+from .blocks import ORIENTATIONS, describe
+from .tinytrain import DEFAULT_PATTERN as DEFAULT_TINY_PATTERN
 from .tinytrain import DEFAULT_STEPS as DEFAULT_TINY_STEPS
 
 SYNTHETIC_NOTE = "synthetic models have random weights: the answers are meaningless, the latencies are real"
@@ -128,21 +130,42 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_NAMED_LINEARS = 5
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
-    """Print the sparsity report of a model's encoder Linear weights."""
-    from .sparsity import inspect_model
+    """Print the sparsity report of a model's encoder Linear weights: zeros, all-zero blocks of both orientations,
+    and the pattern they have, overall and per layer (or per Linear)."""
+    from .blocks import DESCRIPTIONS
+    from .sparsity import inspect_model, share_column
 
     model, _ = chosen_models(args)
     report = inspect_model(model)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
         return 0
+    labels = {
+        orientation: f"all-zero {orientation} blocks ({DESCRIPTIONS[orientation]}):" for orientation in ORIENTATIONS
+    }
+    width = max(map(len, labels.values()))
     print(f"{model}: {len(report.layers)} encoder Linear matrices")
-    print(f"  zero weights:        {report.zeros:.1%}")
-    print(f"  all-zero 1x4 blocks: {report.block_zeros:.1%}")
-    table = report.per_layer()
-    table["zeros"] = table["zeros"].map("{:.1%}".format)
-    table["1x4 blocks zero"] = table["1x4 blocks zero"].map("{:.1%}".format)
+    print(f"  {'zero weights:':<{width}} {report.zeros:6.1%}")
+    for orientation, label in labels.items():
+        print(f"  {label:<{width}} {report.block_share(orientation):6.1%}")
+    print(f"  pattern: {describe(report.pattern)}")
+    linears = report.per_linear()
+    others = linears[linears["pattern"].map(lambda pattern: pattern != report.pattern)]
+    if len(others):
+        named = ", ".join(
+            f"layer {row.layer} {row.name} ({describe(row.pattern)})"
+            for row in others.head(MAX_NAMED_LINEARS).itertuples()
+        )
+        more = f" and {len(others) - MAX_NAMED_LINEARS} more" if len(others) > MAX_NAMED_LINEARS else ""
+        print(f"  {len(others)} of {len(linears)} Linears have another pattern: {named}{more}")
+    table = linears if args.linears else report.per_layer()
+    for column in ["zeros"] + [share_column(orientation) for orientation in ORIENTATIONS]:
+        table[column] = table[column].map("{:.1%}".format)
+    table["pattern"] = table["pattern"].map(lambda pattern: pattern or "unstructured")
     print(table.to_string(index=False))
     return 0
 
@@ -400,7 +423,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_train_tiny(args: argparse.Namespace) -> int:
-    """Train the small 80% 1x4-sparse QA model on generated questions; write it and its held-out questions."""
+    """Train the small 80% block-sparse QA model on generated questions; write it and its held-out questions."""
     from transformers.utils import logging as transformers_logging
 
     from .tinytrain import train_tiny
@@ -411,7 +434,7 @@ def cmd_train_tiny(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise UsageError("--steps must be at least 1")
     transformers_logging.disable_progress_bar()
-    summary = train_tiny(out, seed=args.seed, steps=args.steps)
+    summary = train_tiny(out, seed=args.seed, steps=args.steps, pattern=args.pattern)
     print("\n".join(summary.lines()))
     print(f"try: python -m sparseqa eval --compare --model {out} --dense-model {out} --data {summary.heldout_path}")
     return 0
@@ -421,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = argparse.ArgumentParser(
         prog="python -m sparseqa",
-        description="Question answering with Intel's 80% 1x4 block-sparse BERT (OpenVINO) beside a dense baseline.",
+        description="Question answering with Intel's 80% block-sparse BERT (Prune OFA, OpenVINO) beside a dense "
+        "baseline.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -442,9 +466,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_kernels_argument(ask)
     ask.set_defaults(run=cmd_ask)
 
-    inspect = commands.add_parser("inspect", help="report the share of zero weights and zero 1x4 blocks")
+    inspect = commands.add_parser(
+        "inspect",
+        help="report the share of zero weights, of all-zero blocks of both orientations (1 output × 4 inputs, "
+        "4 outputs × 1 input) and the block pattern the weights have",
+    )
     add_model_arguments(inspect, dense=False)
-    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.add_argument("--linears", action="store_true", help="one row per encoder Linear instead of per layer")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object (overall, per layer, per Linear)")
     inspect.set_defaults(run=cmd_inspect)
 
     export = commands.add_parser("export", help="write a model's OpenVINO IR, tokenizer and config to a directory")
@@ -519,12 +548,21 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(run=cmd_score)
 
     train = commands.add_parser(
-        "train-tiny", help="train a small 80%% 1x4-sparse QA model on generated questions (a test instrument, minutes)"
+        "train-tiny",
+        help="train a small 80%% block-sparse QA model on generated questions (a test instrument, minutes)",
     )
     train.add_argument("--out", required=True, help="directory to write (model, tokenizer, held-out SQuAD file)")
     train.add_argument("--seed", type=int, default=0, help="the same seed gives the same data and weights (default 0)")
     train.add_argument(
         "--steps", type=int, default=DEFAULT_TINY_STEPS, help=f"training steps (default {DEFAULT_TINY_STEPS})"
+    )
+    train.add_argument(
+        "--pattern",
+        choices=ORIENTATIONS,
+        default=DEFAULT_TINY_PATTERN,
+        help="the blocks pruned, ranked by mean |w|: "
+        + "; ".join(describe(orientation) for orientation in ORIENTATIONS)
+        + f" (default {DEFAULT_TINY_PATTERN}, the seed model's)",
     )
     train.set_defaults(run=cmd_train_tiny)
     return parser

@@ -18,6 +18,7 @@ from pathlib import PureWindowsPath
 from typing import NamedTuple
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -26,12 +27,13 @@ from .bench import TABLE_COLUMNS as BENCH_COLUMNS  # the service's TABLE_COLUMNS
 from .cli import KERNELS_HELP, SYNTHETIC_NOTE, UsageError, add_model_arguments, chosen_models, quiet_libraries
 from .decoding import DECODINGS, InputError
 from .evaluate import latest_result
-from . import native
+from . import blocks, native
+from .blocks import ORIENTATIONS
 from .hardware import Machine, library_versions, machine
 from .models import ASSETS, DENSE_ID, SPARSE_ID, ModelLoadError, card_for, is_synthetic
 from .runtimes import KERNELS, PRECISIONS, QAEngine
 from .service import TABLE_COLUMNS, Comparison, Limits, QAService, Settings
-from .sparsity import SparsityReport, inspect_model
+from .sparsity import SparsityReport, inspect_model, share_column
 from .timing import RequestTimeout
 
 log = logging.getLogger(__name__)
@@ -60,11 +62,14 @@ BENCH_DEFAULT_RUNS = 3
 BENCH_MAX_RUNS = 10
 ACCURACY_COLUMNS = ["model", "source", "configuration", "decoding", "exact match", "F1", "questions", "data", "date"]
 INTRO = (
-    "Intel's BERT-base fine-tuned on SQuAD v1.1 with 80% of its encoder weights pruned in 1x4 blocks "
-    "(Prune OFA), run with OpenVINO, answers beside a dense BERT-base run the usual way (transformers + PyTorch "
-    "fp32). Paste a passage, ask a question about it, and see where each model finds the answer and how long each "
-    "took on this machine."
+    "Intel's BERT-base fine-tuned on SQuAD v1.1 with 80% of its encoder weights pruned in blocks of four weights "
+    "(Prune OFA; *Model facts* shows which way its blocks run, read from the weights), run with OpenVINO, answers "
+    "beside a dense BERT-base run the usual way (transformers + PyTorch fp32). Paste a passage, ask a question about "
+    "it, and see where each model finds the answer and how long each took on this machine."
 )
+SPARSITY_COLUMNS = ["layer", "zero weights", "all-zero 1x4 blocks", "all-zero 4x1 blocks", "pattern"]
+LINEAR_SPARSITY_COLUMNS = ["layer", "Linear", "shape (out x in)", *SPARSITY_COLUMNS[1:]]
+ORIENTATION_COLOURS = {"1x4": "#3b82f6", "4x1": "#f59e0b"}
 
 
 class AskView(NamedTuple):
@@ -368,28 +373,89 @@ def loaded_models_text(service: QAService) -> str:
     return f"{running}\n\n{how}"
 
 
-def sparsity_text(service: QAService, facts: PageFacts) -> str:
-    """Measured zeros of the loaded sparse model, or why they could not be measured."""
+def sparsity_text(facts: PageFacts) -> str:
+    """Measured zeros of the loaded sparse model, its all-zero blocks of both orientations and the pattern they
+    make, in words; or why they could not be measured."""
     if facts.sparsity is None:
         return f"Sparsity could not be measured: {facts.sparsity_error}."
     report = facts.sparsity
+    shares = " and ".join(
+        f"**{report.block_share(orientation):.1%}** of the {blocks.describe(orientation)} blocks"
+        for orientation in sorted(ORIENTATIONS, key=lambda orientation: orientation != report.pattern)
+    )
+    if report.pattern is not None:
+        verdict = f"so its weights are pruned in **{blocks.describe(report.pattern)}** blocks"
+    elif report.zeros == 0:
+        verdict = "so it is dense"
+    else:
+        verdict = (
+            "so neither orientation is clearly blocked: its zeros are unstructured (scattered at random, "
+            f"{report.zeros:.0%} zeros leave {blocks.chance_share(report.zeros):.0%} of the blocks of either kind "
+            "zero by chance)"
+        )
     return (
         f"Measured in the loaded sparse model's checkpoint ({card_for(report.model).label}), over its "
-        f"{len(report.layers)} encoder Linear matrices: **{report.zeros:.1%}** of the weights are zero and "
-        f"**{report.block_zeros:.1%}** of the 1x4 blocks (4 consecutive input weights of one output) are entirely "
-        "zero. Block zeros are what sparse kernels can skip."
+        f"{len(report.layers)} encoder Linear matrices: **{report.zeros:.1%}** of the weights are zero; {shares} "
+        f"are entirely zero, {verdict}. All-zero blocks are what sparse kernels can skip. \"1x4\" names opposite "
+        "shapes in different ecosystems, so a block is named here by its shape in PyTorch's (out, in) weight and "
+        "always said in words."
     )
 
 
-def sparsity_chart(report: SparsityReport) -> pd.DataFrame:
-    """Per-layer share of all-zero 1x4 blocks, in percent, with the layer as a category."""
+def _sparsity_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Shares as percentages and the pattern in words, for the page's tables."""
+    shown = pd.DataFrame({"zero weights": table["zeros"].map("{:.1%}".format)})
+    for orientation in ORIENTATIONS:
+        shown[f"all-zero {orientation} blocks"] = table[share_column(orientation)].map("{:.1%}".format)
+    shown["pattern"] = table["pattern"].map(blocks.describe)
+    return shown
+
+
+def sparsity_table(report: SparsityReport) -> pd.DataFrame:
+    """Per encoder layer: zero weights, all-zero blocks of each orientation and the pattern (SPARSITY_COLUMNS)."""
     per_layer = report.per_layer()
-    return pd.DataFrame(
-        {
-            "layer": [f"layer {layer}" for layer in per_layer["layer"]],
-            "1x4 blocks zero (%)": (per_layer["1x4 blocks zero"] * 100).round(1),
-        }
+    return pd.concat([per_layer[["layer"]], _sparsity_rows(per_layer)], axis=1)[SPARSITY_COLUMNS]
+
+
+def linear_sparsity_table(report: SparsityReport) -> pd.DataFrame:
+    """The same for every encoder Linear (LINEAR_SPARSITY_COLUMNS)."""
+    per_linear = report.per_linear()
+    names = per_linear[["layer", "name", "shape"]].set_axis(LINEAR_SPARSITY_COLUMNS[:3], axis=1)
+    return pd.concat([names, _sparsity_rows(per_linear)], axis=1)[LINEAR_SPARSITY_COLUMNS]
+
+
+def sparsity_figure(report: SparsityReport) -> Figure:
+    """Per encoder layer, the share of all-zero blocks of each orientation side by side, with the share scattered
+    zeros would leave by chance: the blocked orientation stands out at the pruned share."""
+    per_layer = report.per_layer()
+    figure = Figure(figsize=(10, 3.6), layout="constrained")
+    axes = figure.subplots()
+    positions = np.arange(len(per_layer))
+    width = 0.38
+    for index, orientation in enumerate(ORIENTATIONS):
+        axes.bar(
+            positions + (index - 0.5) * width,
+            per_layer[share_column(orientation)] * 100,
+            width,
+            color=ORIENTATION_COLOURS[orientation],
+            label=f"{blocks.describe(orientation)} blocks",
+        )
+    axes.axhline(
+        blocks.chance_share(report.zeros) * 100,
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=f"by chance, if the {report.zeros:.0%} zeros were scattered",
     )
+    axes.set_xticks(positions, [str(layer) for layer in per_layer["layer"]])
+    axes.set_xlabel("encoder layer")
+    axes.set_ylabel("all-zero blocks (%)")
+    axes.set_ylim(0, 100)
+    axes.grid(True, axis="y", alpha=0.3)
+    axes.set_title(f"All-zero blocks per encoder layer: pattern {blocks.describe(report.pattern)}", fontsize=10)
+    # Below the axes: inside them it would cover the bars.
+    figure.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    return figure
 
 
 def load_examples() -> list[dict]:
@@ -502,17 +568,28 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                 )
             with gr.Tab("Model facts", id="facts"):
                 gr.Markdown("### Sparsity of the loaded sparse model")
-                gr.Markdown(sparsity_text(service, facts))
+                gr.Markdown(sparsity_text(facts))
                 if facts.sparsity is not None:
-                    layers = sparsity_chart(facts.sparsity)
-                    gr.BarPlot(
-                        layers,
-                        x="layer",
-                        y="1x4 blocks zero (%)",
-                        sort=list(layers["layer"]),
-                        y_lim=[0, 100],
-                        label="All-zero 1x4 blocks per encoder layer (%)",
+                    gr.Plot(sparsity_figure(facts.sparsity), show_label=False, elem_id="sparsity-plot")
+                    gr.Dataframe(
+                        sparsity_table(facts.sparsity),
+                        headers=SPARSITY_COLUMNS,
+                        label="Zeros per encoder layer",
+                        interactive=False,
+                        wrap=True,
+                        elem_id="sparsity",
+                        elem_classes="facts-table",
                     )
+                    with gr.Accordion("Every encoder Linear", open=False):
+                        gr.Dataframe(
+                            linear_sparsity_table(facts.sparsity),
+                            headers=LINEAR_SPARSITY_COLUMNS,
+                            show_label=False,
+                            interactive=False,
+                            wrap=True,
+                            elem_id="sparsity-linears",
+                            elem_classes="facts-table",
+                        )
                 gr.Markdown("### Accuracy on SQuAD v1.1")
                 gr.Dataframe(
                     lambda: accuracy_table(service),
@@ -618,7 +695,7 @@ def app_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPars
     """``python app.py`` arguments; each defaults to an environment variable so a hosted Space can set it."""
     parser = argparse.ArgumentParser(
         prog="python app.py",
-        description="Web demo: Intel's 80% 1x4 block-sparse BERT (OpenVINO) beside a dense baseline.",
+        description="Web demo: Intel's 80% block-sparse BERT (Prune OFA, OpenVINO) beside a dense baseline.",
         epilog="Environment: SPARSEQA_MODEL, SPARSEQA_DENSE_MODEL, SPARSEQA_PRECISION, SPARSEQA_KERNELS, SPARSEQA_SYNTHETIC=1, "
         "SPARSEQA_HOST (or GRADIO_SERVER_NAME), SPARSEQA_PORT (or GRADIO_SERVER_PORT), SPARSEQA_SHARE=1, "
         "SPARSEQA_AUTH=user:password; limits: SPARSEQA_MAX_PASSAGE_CHARS, SPARSEQA_MAX_RUNS and the like.",

@@ -1,8 +1,9 @@
 """The model registry: which models the demo knows, what their cards report, and where their files are.
 
 A model is named by a hub id, a local directory, or one of the ``synthetic`` names, which are built here from
-random weights (with BERT-base's shape and, for the sparse one, 80% of 1x4 blocks zeroed) so the demo, the
-benchmark and the tests run on a machine with no hub access.
+random weights (with BERT-base's shape and, for the sparse one, 80% of the blocks of every encoder Linear zeroed,
+by default as the seed model's: 4 consecutive outputs × 1 input, see ``blocks``) so the demo, the benchmark and the
+tests run on a machine with no hub access.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import blocks
 
 SPARSE_ID = "Intel/bert-base-uncased-squadv1.1-sparse-80-1x4-block-pruneofa"
 DENSE_ID = "csarron/bert-base-uncased-squad-v1"
@@ -35,12 +38,18 @@ class ModelCard:
     description: str
 
 
+# The hub model's name says "1x4", which its pruning package applies as 4 consecutive outputs × 1 input of each
+# (out, in) weight (see blocks): the label names no orientation, the description says so, inspect reads the weights.
 CARDS = {
-    SPARSE_ID: ModelCard(SPARSE_ID, "sparse 80% 1x4", 81.29, 88.47, "BERT-base uncased, 80% 1x4 block-sparse (Prune OFA)"),
-    DENSE_ID: ModelCard(DENSE_ID, "dense", 80.9, 88.2, "BERT-base uncased, dense"),
-    SYNTHETIC_SPARSE: ModelCard(
-        SYNTHETIC_SPARSE, "sparse 80% 1x4 (synthetic)", None, None, "random weights, BERT-base shape, 80% 1x4 blocks zero"
+    SPARSE_ID: ModelCard(
+        SPARSE_ID,
+        "sparse 80% Prune OFA",
+        81.29,
+        88.47,
+        'BERT-base uncased, 80% of encoder weights zero in blocks of 4 (Prune OFA; "1x4" in its name, most likely '
+        f"{blocks.describe('4x1')} in PyTorch's (out, in) weight)",
     ),
+    DENSE_ID: ModelCard(DENSE_ID, "dense", 80.9, 88.2, "BERT-base uncased, dense"),
     SYNTHETIC_DENSE: ModelCard(SYNTHETIC_DENSE, "dense (synthetic)", None, None, "random weights, BERT-base shape"),
 }
 
@@ -57,6 +66,16 @@ class ModelLoadError(RuntimeError):
 
 def card_for(model: str) -> ModelCard:
     """The registry entry for ``model``, or a card with no reported metrics for any other id or path."""
+    if model == SYNTHETIC_SPARSE:
+        pattern = synthetic_pattern()
+        return ModelCard(
+            model,
+            f"sparse 80% {pattern} (synthetic)",
+            None,
+            None,
+            f"random weights, BERT-base shape, 80% of the {blocks.describe(pattern)} blocks of every encoder Linear "
+            f"zero ({blocks.PRUNING_METHODS[SYNTHETIC_PRUNING]})",
+        )
     if model in CARDS:
         return CARDS[model]
     name = Path(model).name if os.path.isdir(model) else model
@@ -141,18 +160,42 @@ def _directory_revision(path: Path) -> str:
 
 # ---- the synthetic models --------------------------------------------------------------------------------------
 
-SYNTHETIC_VERSION = 1
+# Bumped when a builder's weights change: the sparse one's at 2 (blocks by pattern and mean |w|), the dense one's not.
+SYNTHETIC_VERSIONS = {"sparse": 2, "dense": 1}
 SPARSITY = 0.8
-BLOCK = 4
+SYNTHETIC_PATTERN_ENV = "SPARSEQA_SYNTHETIC_PATTERN"
+DEFAULT_SYNTHETIC_PATTERN = "4x1"  # the seed model's (see blocks)
+SYNTHETIC_PRUNING = "magnitude"
+
+
+def synthetic_pattern() -> str:
+    """The block orientation of the synthetic sparse model: ``SPARSEQA_SYNTHETIC_PATTERN`` (1x4 or 4x1), default
+    the seed model's 4x1. Raises ValueError with the choices for any other value."""
+    value = os.environ.get(SYNTHETIC_PATTERN_ENV, "").strip() or DEFAULT_SYNTHETIC_PATTERN
+    if value not in blocks.ORIENTATIONS:
+        choices = " or ".join(blocks.describe(orientation) for orientation in blocks.ORIENTATIONS)
+        raise ValueError(f"{SYNTHETIC_PATTERN_ENV}={value!r} is not a block orientation: choose {choices}")
+    return value
+
+
+def synthetic_name(sparse: bool, seed: int = 0) -> str:
+    """The cache directory name of a synthetic model: it names the block pattern and the pruning method of the
+    sparse one (e.g. "synthetic-sparse-4x1-magnitude-v2-seed0"), so each pattern is built and cached apart."""
+    if sparse:
+        return f"synthetic-sparse-{synthetic_pattern()}-{SYNTHETIC_PRUNING}-v{SYNTHETIC_VERSIONS['sparse']}-seed{seed}"
+    return f"synthetic-dense-v{SYNTHETIC_VERSIONS['dense']}-seed{seed}"
 
 
 def build_synthetic(sparse: bool = True, *, directory: Path | None = None, seed: int = 0) -> Path:
     """Build (once, then reuse) a BERT-base-shaped QA model with random weights and a locally trained tokenizer.
 
-    With ``sparse``, 80% of the 1x4 blocks (4 consecutive input weights of one output row) of every encoder Linear
-    are zero, the pattern of the Prune-OFA model. Written atomically: a half-built directory is never reused.
+    With ``sparse``, 80% of the blocks of every encoder Linear are zero: blocks of ``synthetic_pattern()`` (by
+    default 4 consecutive outputs × 1 input, the seed model's), ranked by mean |w| and the lowest zeroed, as
+    Model-Compression-Research-Package prunes. The directory's name says the pattern and the pruning method.
+    Written atomically: a half-built directory is never reused.
     """
-    name = f"synthetic-{'sparse' if sparse else 'dense'}-v{SYNTHETIC_VERSION}-seed{seed}"
+    pattern = synthetic_pattern() if sparse else None
+    name = synthetic_name(sparse, seed)
     target = directory or cache_root() / "models" / name
     if _is_built(target):
         return target
@@ -165,11 +208,13 @@ def build_synthetic(sparse: bool = True, *, directory: Path | None = None, seed:
         torch.manual_seed(seed + (0 if sparse else 1))
         config = BertConfig(vocab_size=30522)  # BERT-base: 12 layers, hidden 768, 12 heads, 3072 intermediate
         model = BertForQuestionAnswering(config).eval()
+        record = {"synthetic": True, "sparse": sparse, "seed": seed}
         if sparse:
-            prune_blocks(model, SPARSITY, BLOCK, seed=seed)
+            prune_blocks(model, SPARSITY, pattern, SYNTHETIC_PRUNING, seed=seed)
+            record |= {"pattern": pattern, "pruning": SYNTHETIC_PRUNING}
         model.save_pretrained(staging)
         build_tokenizer().save_pretrained(staging)
-        (staging / "sparseqa.json").write_text(json.dumps({"synthetic": True, "sparse": sparse, "seed": seed}))
+        (staging / "sparseqa.json").write_text(json.dumps(record))
         publish(staging, target, _is_built)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -196,21 +241,19 @@ def _is_built(directory: Path) -> bool:
     return (directory / "config.json").is_file() and (directory / "model.safetensors").is_file()
 
 
-def prune_blocks(model, sparsity: float, block: int = BLOCK, *, seed: int = 0) -> None:
-    """Zero ``sparsity`` of the 1 x ``block`` weight blocks of every encoder Linear, chosen at random per layer."""
+def prune_blocks(model, sparsity: float, orientation: str, method: str = "magnitude", *, seed: int = 0) -> None:
+    """Zero ``sparsity`` of the ``orientation`` blocks ("1x4" or "4x1", see ``blocks``) of every encoder Linear's
+    weight, Linear by Linear, choosing them by ``method``: "magnitude" (lowest mean |w| first) or "random" (drawn
+    from a generator seeded with ``seed``)."""
+    import numpy as np
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     with torch.no_grad():
         for name, module in model.named_modules():
             if isinstance(module, torch.nn.Linear) and ".encoder." in f".{name}.":
-                out_features, in_features = module.weight.shape
-                blocks = module.weight.view(out_features, in_features // block, block)
-                count = blocks.shape[0] * blocks.shape[1]
-                chosen = torch.randperm(count, generator=generator)[: round(sparsity * count)]
-                mask = torch.ones(count, dtype=torch.bool)
-                mask[chosen] = False
-                blocks.mul_(mask.view(out_features, in_features // block, 1))
+                keep = blocks.prune_mask(module.weight.numpy(), sparsity, orientation, method, rng)
+                module.weight.mul_(torch.from_numpy(keep))
 
 
 def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 8000):

@@ -1,10 +1,12 @@
-"""A small 80% 1x4 block-sparse BERT QA model, trained here on CPU in minutes: a test instrument with real answers.
+"""A small 80% block-sparse BERT QA model, trained here on CPU in minutes: a test instrument with real answers.
 
 ``train_tiny`` generates an extractive-QA set (``qadata``), builds a WordPiece vocabulary from it, trains a 4-layer,
 128-wide BERT (4 heads, 512 intermediate) for question answering from scratch, prunes every encoder Linear gradually
-to 80% all-zero 1x4 blocks (by block L2 norm: 4 consecutive input weights of one output row) and fine-tunes it with
-the mask fixed. Its answers mean something, so quantization, decoding and kernel changes can be judged on answers,
-not only on logits; its EM/F1 say nothing about the real model's.
+to 80% all-zero blocks and fine-tunes it with the mask fixed. The blocks are the seed model's by default, 4x1
+(4 consecutive outputs × 1 input), or 1x4 (1 output × 4 consecutive inputs); either way they are ranked by their
+mean |w| and the lowest zeroed, as Model-Compression-Research-Package prunes (``blocks.prune_mask``). Its answers
+mean something, so quantization, decoding and kernel changes can be judged on answers, not only on logits; its EM/F1
+say nothing about the real model's.
 
 The same seed gives the same data, vocabulary and weights (on the same machine and library versions).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 import random
@@ -25,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import qadata
+from . import blocks, qadata
 from .calibration import MODEL_PAIRS_FILE
 from .decoding import MAX_LENGTH, STRIDE
 
@@ -33,7 +36,7 @@ HIDDEN = 128
 LAYERS = 4
 HEAD_SIZE = 32  # 4 heads: more attention patterns to learn in parallel; the Linear shapes do not depend on it
 SPARSITY = 0.8
-BLOCK = 4
+DEFAULT_PATTERN = "4x1"  # the seed model's (see blocks)
 BATCH_SIZE = 16
 LEARNING_RATE = 1e-3
 DEFAULT_STEPS = 2500
@@ -46,6 +49,7 @@ HELDOUT_QUESTIONS_PER_PASSAGE = 8
 HELDOUT_FILE = "heldout-squad-v1.1.json"
 CALIBRATION_PAIRS = 300
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+PRUNING_CODE = (blocks.prune_mask, blocks.block_magnitudes, blocks.block_view)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class TrainSummary:
     train_questions: int
     heldout_questions: int
     long_heldout_passages: int
+    pattern: str
     block_sparsity: float
     exact_match: float | None
     f1: float | None
@@ -73,7 +78,7 @@ class TrainSummary:
         lines = [
             f"wrote {self.out} (seed {self.seed}, {self.steps} steps on {self.train_questions:,} generated questions, "
             f"{self.seconds:.0f} s)",
-            f"  encoder Linear 1x4 blocks all zero: {self.block_sparsity:.1%}",
+            f"  encoder Linear blocks all zero: {self.block_sparsity:.1%} of {blocks.describe(self.pattern)}",
             f"  held-out questions: {self.heldout_questions} in {self.heldout_path} "
             f"({self.long_heldout_passages} passages longer than one {MAX_LENGTH}-token window)",
         ]
@@ -83,12 +88,15 @@ class TrainSummary:
 
 
 def code_version() -> str:
-    """A short hash of the code that decides the model's weights: this module, the data generator, torch's version."""
+    """A short hash of the code that decides the model's weights: this module, the data generator, the pruning
+    functions of ``blocks`` (not the whole module, which also holds the report's vocabulary), torch's version."""
     import torch
 
     digest = hashlib.sha256(torch.__version__.encode())
     for module in (qadata, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
+    for function in PRUNING_CODE:
+        digest.update(inspect.getsource(function).encode())
     return digest.hexdigest()[:12]
 
 
@@ -226,18 +234,12 @@ def encoder_linears(model) -> list:
     ]
 
 
-def block_mask(weight, sparsity: float, block: int = BLOCK):
-    """Keep-mask (same shape as ``weight``) zeroing the ``sparsity`` share of 1 x ``block`` blocks with the smallest
-    L2 norm; a block is ``block`` consecutive input weights of one output row."""
+def block_mask(weight, sparsity: float, pattern: str = DEFAULT_PATTERN):
+    """Keep-mask (a bool tensor of ``weight``'s shape) zeroing the ``sparsity`` share of ``weight``'s blocks of
+    ``pattern`` with the lowest mean |w| (``blocks.prune_mask``; blocks already zero tie, broken in a fixed order)."""
     import torch
 
-    out_features, in_features = weight.shape
-    norms = weight.detach().view(out_features, in_features // block, block).norm(dim=2).flatten()
-    pruned = round(sparsity * norms.numel())
-    keep = torch.ones_like(norms, dtype=torch.bool)
-    # A stable sort breaks ties (blocks already zero) the same way every time.
-    keep[torch.sort(norms, stable=True).indices[:pruned]] = False
-    return keep.view(out_features, in_features // block, 1).expand(-1, -1, block).reshape(out_features, in_features)
+    return torch.from_numpy(blocks.prune_mask(weight.detach().numpy(), sparsity, pattern, "magnitude"))
 
 
 def _sparsity_at(step: int, steps: int) -> float:
@@ -258,9 +260,11 @@ def train_tiny(
     progress: bool = True,
     threads: int | None = None,
     score: bool = True,
+    pattern: str = DEFAULT_PATTERN,
 ) -> TrainSummary:
-    """Generate the data, train, prune and fine-tune; save model, tokenizer and held-out questions into ``out``;
-    with ``score``, answer the held-out questions with the saved model (PyTorch fp32) for the summary.
+    """Generate the data, train, prune (blocks of ``pattern``, "4x1" or "1x4") and fine-tune; save model, tokenizer
+    and held-out questions into ``out``; with ``score``, answer the held-out questions with the saved model (PyTorch
+    fp32) for the summary.
 
     ``out`` must not exist or be empty. ``threads`` (default: torch's) is the training's thread count: results are
     reproducible for one thread count, not across them.
@@ -269,6 +273,7 @@ def train_tiny(
     from tqdm import tqdm
     from transformers import BertConfig, BertForQuestionAnswering
 
+    blocks.check(pattern)
     began = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
@@ -308,7 +313,7 @@ def train_tiny(
             target = _sparsity_at(step, steps)
             if target != sparsity:
                 sparsity = target
-                masks = [block_mask(linear.weight, sparsity) for linear in linears]
+                masks = [block_mask(linear.weight, sparsity, pattern) for linear in linears]
                 _apply(linears, masks)
             loss = model(**_tensors(batch)).loss
             loss.backward()
@@ -321,7 +326,7 @@ def train_tiny(
             smoothed_loss = loss.item() if smoothed_loss is None else 0.95 * smoothed_loss + 0.05 * loss.item()
             bar.set_postfix_str(f"loss {smoothed_loss:.3f} · sparsity {sparsity:.0%}", refresh=False)
     if sparsity != SPARSITY:  # fewer steps than pruning stages: prune the rest at once so the model is always 80%
-        _apply(linears, [block_mask(linear.weight, SPARSITY) for linear in linears])
+        _apply(linears, [block_mask(linear.weight, SPARSITY, pattern) for linear in linears])
 
     out.mkdir(parents=True, exist_ok=True)
     model.eval().save_pretrained(out)
@@ -330,7 +335,8 @@ def train_tiny(
     # int8 calibrates on the model's own kind of text, as the hub models calibrate on SQuAD train.
     calibration = [[passage.questions[0].question, passage.context] for passage in train[:CALIBRATION_PAIRS]]
     (out / MODEL_PAIRS_FILE).write_text(json.dumps(calibration, ensure_ascii=False), encoding="utf-8")
-    record = {"trained": True, "seed": seed, "steps": steps, "sparsity": SPARSITY, "block": BLOCK}
+    record = {"trained": True, "seed": seed, "steps": steps, "sparsity": SPARSITY, "pattern": pattern}
+    record["pruning"] = "magnitude"  # blocks ranked by mean |w|
     record["code"] = code_version()
     (out / "sparseqa.json").write_text(json.dumps(record))
     exact_match, f1 = _heldout_scores(out) if score else (None, None)
@@ -344,7 +350,8 @@ def train_tiny(
         train_questions=sum(len(passage.questions) for passage in train),
         heldout_questions=heldout_questions,
         long_heldout_passages=long_passages,
-        block_sparsity=_block_sparsity(linears),
+        pattern=pattern,
+        block_sparsity=_block_sparsity(linears, pattern),
         exact_match=exact_match,
         f1=f1,
         seconds=time.perf_counter() - began,
@@ -375,12 +382,12 @@ def _apply(linears: list, masks: list) -> None:
             linear.weight.mul_(mask)
 
 
-def _block_sparsity(linears: list) -> float:
+def _block_sparsity(linears: list, pattern: str) -> float:
     zero = total = 0
     for linear in linears:
-        blocks = linear.weight.detach().view(linear.weight.shape[0], -1, BLOCK)
-        zero += int((blocks == 0).all(dim=2).sum())
-        total += blocks.shape[0] * blocks.shape[1]
+        zero_blocks = blocks.zero_blocks(linear.weight.detach().numpy(), pattern)
+        zero += int(zero_blocks.sum())
+        total += zero_blocks.size
     return zero / total
 
 
@@ -394,21 +401,23 @@ def _heldout_scores(directory: Path) -> tuple[float, float]:
     return run.exact_match, run.f1
 
 
-def cached_tiny_model(root: Path, *, seed: int = 0, report: Callable[[str], None] | None = None) -> Path:
-    """The trained tiny model for ``seed`` under ``root``, built on first use and then reused.
+def cached_tiny_model(
+    root: Path, *, seed: int = 0, pattern: str = DEFAULT_PATTERN, report: Callable[[str], None] | None = None
+) -> Path:
+    """The trained tiny model for ``seed`` and block ``pattern`` under ``root``, built on first use and then reused.
 
-    Keyed by seed and ``code_version()``, so a change to the data or the training builds a new one. Written atomically:
-    a half-built directory is never reused.
+    Keyed by ``code_version()``, pattern and seed, so a change to the data, the training or the pruning builds a new
+    one. Written atomically: a half-built directory is never reused.
     """
     from .models import publish
 
-    target = root / f"tiny-squad-{code_version()}-seed{seed}"
+    target = root / f"tiny-squad-{code_version()}-{blocks.check(pattern)}-magnitude-seed{seed}"
     if _is_trained(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        summary = train_tiny(staging, seed=seed)
+        summary = train_tiny(staging, seed=seed, pattern=pattern)
         if report:
             report("\n".join(summary.lines()))
         publish(staging, target, _is_trained)

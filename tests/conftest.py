@@ -50,8 +50,10 @@ def sparseqa_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ["SPARSEQA_CACHE"] = previous
 
 
-def build_tiny_model(directory: Path, *, sparse: bool, seed: int = 0) -> Path:
-    """A 2-layer, 32-wide BERT QA model with the bundled-examples tokenizer; 80% of 1x4 blocks zero if ``sparse``."""
+def build_tiny_model(directory: Path, *, orientation: str | None, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide BERT QA model with the bundled-examples tokenizer: 80% of the blocks of ``orientation``
+    ("1x4": 1 output × 4 consecutive inputs, "4x1": 4 consecutive outputs × 1 input) of every encoder Linear zeroed
+    (lowest mean |w| first, as the seed model was pruned), or dense for None."""
     import torch
     from transformers import BertConfig, BertForQuestionAnswering
 
@@ -68,58 +70,56 @@ def build_tiny_model(directory: Path, *, sparse: bool, seed: int = 0) -> Path:
         max_position_embeddings=512,
     )
     model = BertForQuestionAnswering(config).eval()
-    if sparse:
-        prune_blocks(model, 0.8, seed=seed)
+    if orientation is not None:
+        prune_blocks(model, 0.8, orientation, "magnitude", seed=seed)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 
 
 @pytest.fixture(scope="session")
-def tiny_sparse_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Directory of a tiny QA model whose encoder Linears have 80% of their 1x4 blocks zero."""
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-sparse"), sparse=True, seed=1)
-
-
-@pytest.fixture(scope="session")
-def tiny_sparse_model_1x4(tiny_sparse_model: Path) -> Path:
-    """The tiny model whose encoder Linears have 80% of their 1x4 blocks (1 output × 4 inputs) zero."""
-    return tiny_sparse_model
-
-
-@pytest.fixture(scope="session")
 def tiny_sparse_model_4x1(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model with 80% of its encoder Linears' 4x1 blocks (4 outputs × 1 input) zero, at random."""
-    import numpy as np
-    import torch
-    from transformers import AutoModelForQuestionAnswering
+    """Directory of a tiny QA model pruned as the seed model: 80% of its encoder Linears' 4x1 blocks (4 consecutive
+    outputs × 1 input) zero."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-sparse-4x1"), orientation="4x1", seed=1)
 
-    directory = build_tiny_model(tmp_path_factory.mktemp("tiny-sparse-4x1"), sparse=False, seed=3)
-    model = AutoModelForQuestionAnswering.from_pretrained(directory)
-    rng = np.random.default_rng(3)
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, torch.nn.Linear) and ".encoder." in f".{name}.":
-                out_features, in_features = module.weight.shape
-                keep = torch.from_numpy(rng.random((out_features // 4, 1, in_features)) >= 0.8)
-                module.weight.view(out_features // 4, 4, in_features).mul_(keep)
-    model.save_pretrained(directory)
-    return directory
+
+@pytest.fixture(scope="session")
+def tiny_sparse_model_1x4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a tiny QA model with 80% of its encoder Linears' 1x4 blocks (1 output × 4 consecutive inputs)
+    zero: the other orientation, which has kernels of its own."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-sparse-1x4"), orientation="1x4", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_sparse_model(tiny_sparse_model_4x1: Path) -> Path:
+    """The tiny sparse model of tests that hold for any pattern: the seed model's, 4x1."""
+    return tiny_sparse_model_4x1
 
 
 @pytest.fixture(scope="session")
 def tiny_dense_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny dense QA model (random weights, no pruning)."""
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-dense"), sparse=False, seed=2)
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-dense"), orientation=None, seed=2)
 
 
 @pytest.fixture(scope="session")
 def trained_tiny_model() -> Path:
-    """Directory of the small QA model trained on generated questions and pruned to 80% 1x4 blocks (answers that
-    mean something), with its held-out questions in ``tinytrain.HELDOUT_FILE``; built once, then reused."""
+    """Directory of the small QA model trained on generated questions and pruned as the seed model, to 80% 4x1
+    blocks (4 consecutive outputs × 1 input): answers that mean something, with its held-out questions in
+    ``tinytrain.HELDOUT_FILE``; built once per machine, then reused."""
     from sparseqa.tinytrain import cached_tiny_model
 
-    return cached_tiny_model(TRAINED_MODELS, seed=0)
+    return cached_tiny_model(TRAINED_MODELS, seed=0, pattern="4x1")
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model_1x4() -> Path:
+    """The same trained model pruned to 80% 1x4 blocks (1 output × 4 consecutive inputs), the other orientation;
+    built once per machine, then reused."""
+    from sparseqa.tinytrain import cached_tiny_model
+
+    return cached_tiny_model(TRAINED_MODELS, seed=0, pattern="1x4")
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,8 @@ class DemoServer:
 
 @pytest.fixture(scope="session")
 def demo_server(tiny_sparse_model: Path, tiny_dense_model: Path) -> Iterator[DemoServer]:
-    """The web demo on the tiny models (sparse OpenVINO int8, dense PyTorch), served once on a free local port."""
+    """The web demo on the tiny models (sparse OpenVINO int8 pruned the seed's way, dense PyTorch), served once on a
+    free local port."""
     import socket
 
     from sparseqa.interface import build_demo, launch

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sparseqa.blocks import DESCRIPTIONS, describe
 from sparseqa.cli import MAX_TOP_K, main
 from sparseqa.models import ModelLoadError, resolve
 from sparseqa.runtimes import COMPLETE_MARKER, _load_tokenizer, cached_ir
@@ -30,20 +31,26 @@ UNKNOWN_MODEL = "nobody-here/no-such-model"
 
 
 @pytest.fixture(scope="module")
-def cli(tiny_sparse_model, tiny_dense_model, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
-    """Every command's finished process, by name."""
-    local = resolve(str(tiny_sparse_model))
+def cli(
+    tiny_sparse_model_1x4, tiny_sparse_model_4x1, tiny_dense_model, tmp_path_factory
+) -> dict[str, subprocess.CompletedProcess]:
+    """Every command's finished process, by name. ``ask`` and ``export`` run the model pruned the seed's way (4x1);
+    ``inspect`` reads both orientations."""
+    local = resolve(str(tiny_sparse_model_4x1))
     cached_ir(local, _load_tokenizer(local), quantized=True, calibration_samples=300)  # fp32 and int8
     files = tmp_path_factory.mktemp("cli")
     (files / "latin1.txt").write_bytes("Ça coûte cher.".encode("latin-1"))
-    sparse, dense = str(tiny_sparse_model), str(tiny_dense_model)
+    sparse, dense = str(tiny_sparse_model_4x1), str(tiny_dense_model)
+    pruned = {"1x4": str(tiny_sparse_model_1x4), "4x1": sparse}
     ask = ["ask", "--model", sparse, "--question", QUESTION, "--context", PASSAGE, "--runs", "2"]
     on_pytorch = ["--runtime", "pytorch"]  # fp32 without asking; no OpenVINO import: a faster subprocess
     commands = {
         "ask json": ask + ["--json"],
         "ask compare json": ask + ["--dense-model", dense, "--compare", "--json", "--precision", "fp32"],
         "ask text": ask + ["--dense-model", dense, "--compare", "--top-k", "2", *on_pytorch],
-        "inspect json": ["inspect", "--model", sparse, "--json"],
+        **{f"inspect json {pattern}": ["inspect", "--model", model, "--json"] for pattern, model in pruned.items()},
+        **{f"inspect text {pattern}": ["inspect", "--model", model] for pattern, model in pruned.items()},
+        "inspect linears": ["inspect", "--model", pruned["4x1"], "--linears"],
         "export fp32": ["export", "--model", sparse, "--out", str(files / "fp32")],
         "export int8": ["export", "--model", sparse, "--precision", "int8", "--out", str(files / "int8")],
         "unknown model": ["ask", "--model", UNKNOWN_MODEL, "-q", QUESTION, "-c", PASSAGE],
@@ -120,12 +127,48 @@ def test_ask_prints_both_answers_their_latency_and_the_speedup(cli):
     assert re.search(r"speedup vs dense: \d+\.\d\dx; both models chose (the same span|different spans)", output)
 
 
-def test_inspect_json_reads_eighty_percent_zero_blocks(cli):
-    report = json.loads(succeeded(cli["inspect json"]).stdout)
+OTHER = {"1x4": "4x1", "4x1": "1x4"}
 
-    assert report["block_zeros"] == pytest.approx(0.8, abs=0.01)
+
+@pytest.mark.parametrize("pattern", ["1x4", "4x1"])
+def test_inspect_json_reads_eighty_percent_zero_blocks_in_the_pattern_it_names(cli, pattern):
+    report = json.loads(succeeded(cli[f"inspect json {pattern}"]).stdout)
+
+    assert report["pattern"] == pattern
+    assert report["pattern_description"] == describe(pattern)
+    assert report["zero_blocks"][pattern] == pytest.approx(0.8, abs=0.01)
+    # The other orientation's blocks are zero about as often as scattered zeros make them (0.8 ** 4 = 41%).
+    assert report["zero_blocks"][OTHER[pattern]] == pytest.approx(0.41, abs=0.08)
     assert report["zeros"] == pytest.approx(0.8, abs=0.01)
-    assert report["matrices"] == 12 and len(report["per_layer"]) == 2
+    assert report["matrices"] == 12 and len(report["per_layer"]) == 2 and len(report["linears"]) == 12
+    for row in report["per_layer"] + report["linears"]:
+        assert row["pattern"] == pattern and row["zero_blocks"][pattern] == pytest.approx(0.8, abs=0.01)
+    assert {row["name"] for row in report["linears"]} >= {"attention.self.query", "intermediate.dense"}
+
+
+@pytest.mark.parametrize("pattern", ["1x4", "4x1"])
+def test_inspect_prints_both_orientations_in_words_and_the_pattern(cli, pattern):
+    lines = succeeded(cli[f"inspect text {pattern}"]).stdout.splitlines()
+    report = json.loads(cli[f"inspect json {pattern}"].stdout)
+
+    for orientation in ("1x4", "4x1"):
+        line = next(line for line in lines if line.strip().startswith(f"all-zero {orientation} blocks"))
+        assert f"({DESCRIPTIONS[orientation]})" in line
+        assert line.endswith(f"{report['zero_blocks'][orientation]:.1%}")
+    assert f"  pattern: {describe(pattern)}" in lines
+    header = next(line for line in lines if line.split()[:2] == ["layer", "zeros"])
+    assert header.split() == ["layer", "zeros", "1x4", "blocks", "zero", "4x1", "blocks", "zero", "pattern"]
+    rows = lines[lines.index(header) + 1 :]
+    assert len(rows) == 2 and all(row.split()[-1] == pattern for row in rows)
+
+
+def test_inspect_linears_prints_one_row_per_encoder_linear(cli):
+    lines = succeeded(cli["inspect linears"]).stdout.splitlines()
+    header = next(line for line in lines if line.split()[:3] == ["layer", "name", "shape"])
+    rows = lines[lines.index(header) + 1 :]
+    assert len(rows) == 12
+    assert any("intermediate.dense 64x32" in row for row in rows)
+    assert all(row.split()[-1] == "4x1" for row in rows)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
@@ -203,3 +246,24 @@ def test_ask_options_out_of_range_are_usage_errors_before_loading(options, says,
     err = capsys.readouterr().err
     assert err.strip().endswith(f"error: {says}")
     assert "loading" not in err
+
+
+def test_inspect_names_the_linears_whose_pattern_differs_from_the_models(tiny_sparse_model_4x1, tmp_path, capsys):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from sparseqa.blocks import prune_mask
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(tiny_sparse_model_4x1, mixed)
+    weights = load_file(mixed / "model.safetensors")
+    name = next(key for key in weights if key.endswith("layer.1.attention.self.value.weight"))
+    dense = np.random.default_rng(0).standard_normal(weights[name].shape).astype(np.float32)
+    weights[name] = dense * prune_mask(dense, 0.8, "1x4")
+    save_file(weights, mixed / "model.safetensors", metadata={"format": "pt"})
+
+    assert main(["inspect", "--model", str(mixed)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"  pattern: {describe('4x1')}" in lines
+    assert f"  1 of 12 Linears have another pattern: layer 1 attention.self.value ({describe('1x4')})" in lines

@@ -29,13 +29,22 @@ from sparseqa.interface import (
     benchmark,
     build_demo,
     highlight_segments,
+    LINEAR_SPARSITY_COLUMNS,
+    SPARSITY_COLUMNS,
     PageFacts,
+    linear_sparsity_table,
     load_examples,
     machine_text,
     parse_options,
+    sparsity_figure,
+    sparsity_table,
+    sparsity_text,
     summary_text,
 )
+from sparseqa.blocks import describe
+from sparseqa.hardware import machine
 from sparseqa.service import QAService, Settings
+from sparseqa.sparsity import inspect_model, inspect_weights
 
 EXAMPLES = load_examples()
 KESTREL = next(example for example in EXAMPLES if example["title"] == "The Kestrel Probe")
@@ -349,3 +358,71 @@ def test_about_this_machine_says_why_openvinos_kernels_run(service):
 
     assert f"| Sparse 1x4 kernels | {fallback} |" in text
     assert "1x4 block-sparse int8 kernels (" not in text
+
+
+OTHER = {"1x4": "4x1", "4x1": "1x4"}
+
+
+@pytest.fixture(scope="module")
+def pruned_facts(tiny_sparse_model_1x4, tiny_sparse_model_4x1) -> dict[str, PageFacts]:
+    """What the Model facts tab is built from, for the tiny model pruned each way."""
+    models = {"1x4": tiny_sparse_model_1x4, "4x1": tiny_sparse_model_4x1}
+    return {pattern: PageFacts(machine(), inspect_model(str(model)), None) for pattern, model in models.items()}
+
+
+@pytest.mark.parametrize("pattern", ["1x4", "4x1"])
+def test_model_facts_text_names_the_pattern_read_from_the_weights_in_words(pruned_facts, pattern):
+    facts = pruned_facts[pattern]
+    text = sparsity_text(facts)
+    report = facts.sparsity
+
+    assert f"**{report.zeros:.1%}** of the weights are zero" in text
+    own = f"**{report.block_share(pattern):.1%}** of the {describe(pattern)} blocks"
+    other = f"**{report.block_share(OTHER[pattern]):.1%}** of the {describe(OTHER[pattern])} blocks"
+    assert own in text and other in text and text.index(own) < text.index(other), "the model's own pattern first"
+    assert report.block_share(pattern) == pytest.approx(0.8, abs=0.01)
+    assert f"so its weights are pruned in **{describe(pattern)}** blocks" in text
+    assert "(out, in)" in text
+
+
+@pytest.mark.parametrize("pattern", ["1x4", "4x1"])
+def test_model_facts_table_and_plot_show_both_orientations_per_layer(pruned_facts, pattern):
+    report = pruned_facts[pattern].sparsity
+    table = sparsity_table(report)
+
+    assert list(table.columns) == SPARSITY_COLUMNS
+    assert table["layer"].tolist() == [0, 1]
+    assert set(table["pattern"]) == {describe(pattern)}
+    for orientation in ("1x4", "4x1"):
+        expected = [f"{share:.1%}" for share in report.per_layer()[f"{orientation} blocks zero"]]
+        assert table[f"all-zero {orientation} blocks"].tolist() == expected
+    assert all(float(share.rstrip("%")) == pytest.approx(80, abs=1) for share in table[f"all-zero {pattern} blocks"])
+    linears = linear_sparsity_table(report)
+    assert list(linears.columns) == LINEAR_SPARSITY_COLUMNS and len(linears) == 12
+    assert set(linears["pattern"]) == {describe(pattern)}
+
+    axes = sparsity_figure(report).axes[0]
+    bars = {container.get_label(): [bar.get_height() for bar in container] for container in axes.containers}
+    assert set(bars) == {f"{describe(orientation)} blocks" for orientation in ("1x4", "4x1")}
+    for orientation in ("1x4", "4x1"):
+        shares = report.per_layer()[f"{orientation} blocks zero"] * 100
+        assert bars[f"{describe(orientation)} blocks"] == pytest.approx(shares.tolist())
+    assert describe(pattern) in axes.get_title()
+
+
+def test_model_facts_say_when_the_zeros_are_unstructured_or_absent(tiny_dense_model):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    scattered = rng.standard_normal((64, 64)).astype(np.float32)
+    scattered[rng.random(scattered.shape) < 0.8] = 0
+    report = inspect_weights([("bert.encoder.layer.0.output.dense.weight", scattered)], "scattered")
+    text = sparsity_text(PageFacts(machine(), report, None))
+    assert "neither orientation is clearly blocked: its zeros are unstructured" in text
+    assert set(sparsity_table(report)["pattern"]) == {"unstructured"}
+
+    dense = sparsity_text(PageFacts(machine(), inspect_model(str(tiny_dense_model)), None))
+    assert "so it is dense" in dense
+    assert sparsity_text(PageFacts(machine(), None, "no sparse model is loaded")) == (
+        "Sparsity could not be measured: no sparse model is loaded."
+    )
