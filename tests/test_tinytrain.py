@@ -25,9 +25,6 @@ from sparseqa.tinytrain import HELDOUT_FILE, block_mask, build_tokenizer, build_
 
 REPO = Path(__file__).resolve().parent.parent
 TRAINED = {"4x1": "trained_tiny_model", "1x4": "trained_tiny_model_1x4"}
-# Whether eval --compare runs sparseqa's kernels on a model of each pattern. They compute 1x4 blocks only until
-# issue 16's 4x1 kernels land; till then eval leaves that configuration out on the 4x1 model, saying why.
-SPARSE_KERNELS_RUN = {"1x4": True, "4x1": False}
 
 
 def test_every_answer_is_the_passage_text_at_its_offset():
@@ -157,7 +154,11 @@ def compared(request, tmp_path_factory) -> dict:
 
 def test_eval_compare_prints_every_configuration_of_the_trained_model(compared):
     trained = compared["model"]
-    runs_sparse_kernels = SPARSE_KERNELS_RUN[compared["pattern"]]
+    # The 1x4 model's Linears run on sparseqa's kernels. Until issue 16's 4x1 kernels land, the 4x1 model's run there
+    # only where a Linear has half its 1x4 blocks zero too (by chance, e.g. 52% in one Linear of seed 0's); where none
+    # has, eval leaves the configuration out and says why.
+    runs_sparse_kernels = compared["sparse_kernels"] is not None
+    assert runs_sparse_kernels or compared["pattern"] != "1x4"
     lines = compared["stdout"].splitlines()
     header = next(line for line in lines if line.strip().startswith("configuration"))
     rows = lines[lines.index(header) + 1 : lines.index(header) + 4 + runs_sparse_kernels]
@@ -168,7 +169,6 @@ def test_eval_compare_prints_every_configuration_of_the_trained_model(compared):
         assert "openvino int8" in rows[3] and "sparseqa kernels" in rows[3]
         assert compared["sparse_kernels"]["kernels"] == "sparseqa"
     else:
-        assert compared["sparse_kernels"] is None
         assert "left out:" in compared["stderr"] and "sparseqa kernels" not in compared["stdout"]
     assert compared["n"] == len(load_squad(trained / HELDOUT_FILE))
 
@@ -189,8 +189,8 @@ def test_openvino_fp32_gives_pytorch_fp32_answers(compared):
 
 @pytest.mark.parametrize("configuration", ["int8", "sparse_kernels"], ids=["openvino-kernels", "sparseqa-kernels"])
 def test_openvino_int8_keeps_the_fp32_answers(compared, configuration):
-    if compared[configuration] is None:
-        assert configuration == "sparse_kernels" and not SPARSE_KERNELS_RUN[compared["pattern"]]
+    if compared[configuration] is None:  # sparseqa's kernels left out of a 4x1 model: see the test above
+        assert configuration == "sparse_kernels" and compared["pattern"] == "4x1"
         return
     assert compared[configuration]["agreement"] >= 95
     assert compared[configuration]["f1"] >= compared["openvino"]["f1"] - 2
