@@ -608,8 +608,8 @@ def test_compare_table_rows(tmp_path):
     assert list(table.columns) == COMPARE_COLUMNS
     assert table["configuration"].tolist() == [
         "dense · pytorch fp32",
-        "sparse 80% 1x4 · openvino fp32",
-        "sparse 80% 1x4 · openvino int8",
+        "sparse 80% Prune OFA · openvino fp32",
+        "sparse 80% Prune OFA · openvino int8",
     ]
     assert table["EM"].tolist() == [80.91, 50.0, 50.0]
     assert table["agreement with sparse fp32 (%)"].tolist() == [0.0, 100.0, 25.0]
