@@ -17,7 +17,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +65,7 @@ class KernelDecision:
     runs: int | None = None
     wall_s: float | None = None
     measured_at: str | None = None
+    other_cpu_share: float | None = None  # other processes' share of the CPU while it was measured (bench.OtherCpuUse)
 
     def speedup(self, candidate: str, seq_len: int) -> float | None:
         """How many times faster ``candidate`` ran than OpenVINO's kernels at ``seq_len`` (None if not measured)."""
@@ -113,14 +114,23 @@ class KernelDecision:
         return cls(**(data | {"medians_ms": medians}))
 
 
-def noise_share(stats: Mapping[Hashable, LatencyStats]) -> float:
-    """How far apart two medians must be to count as different: the typical run-to-run spread of these timings
-    (the median, over every candidate and length, of half the interquartile range over the median), at least
-    ``MIN_NOISE``."""
-    spreads = [
-        (np.percentile(item.samples_ms, 75) - np.percentile(item.samples_ms, 25)) / (2 * item.median_ms)
-        for item in stats.values()
-    ]
+def noise_share(stats: Mapping[tuple[str, int], LatencyStats]) -> float:
+    """How far apart two candidates' times must be to count as different, as a share of them: about one standard
+    error of their measured ratio, at least ``MIN_NOISE``.
+
+    Interleaving times every candidate once per round, side by side, so each round gives one ratio of a candidate's
+    time to OpenVINO's at the same length, and a burst of other work that slows both calls of a round leaves it
+    alone. The noise is the interquartile range of those ratios over their median, divided by the square root of
+    the rounds (for a median that is about one standard error), taken as the median over the candidates and lengths.
+    """
+    spreads = []
+    for (name, length), timing in stats.items():
+        plain = stats.get((OPENVINO, length))
+        if name == OPENVINO or plain is None:
+            continue
+        ratios = np.asarray(timing.samples_ms) / np.asarray(plain.samples_ms)
+        iqr = np.percentile(ratios, 75) - np.percentile(ratios, 25)
+        spreads.append(iqr / np.median(ratios) / math.sqrt(len(ratios)))
     return max(MIN_NOISE, float(np.median(spreads)) if spreads else 0.0)
 
 
@@ -230,8 +240,13 @@ def choose(
         say(f"choosing the int8 kernels by measurement (once; cached): compiling {', '.join(candidates)} ...")
         engines = {name: build(name) for name in candidates}
         say(f" timing them at {' and '.join(map(str, SEQ_LENS))} tokens, {RUNS} interleaved rounds ")
-        stats = measure(engines, lambda rounds: say("."))
+        from .bench import BUSY_SHARE, OtherCpuUse
+
+        with OtherCpuUse() as other_use:
+            stats = measure(engines, lambda rounds: say("."))
         chosen, reason, noise = decide(stats)
+        if other_use.share is not None and other_use.share >= BUSY_SHARE:
+            reason += f"; other processes used {other_use.share:.0%} of the CPU meanwhile"
         medians: dict[str, dict[int, float]] = {}
         for (name, length), timing in sorted(stats.items()):
             medians.setdefault(name, {})[length] = timing.median_ms
@@ -244,6 +259,7 @@ def choose(
             runs=min(timing.runs for timing in stats.values()),
             wall_s=round(time.monotonic() - began, 1),
             measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            other_cpu_share=other_use.share,
         )
         say(f" done in {decision.wall_s:.1f} s: {chosen}\n")
         staging = path.with_suffix(".tmp")

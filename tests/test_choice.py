@@ -28,9 +28,13 @@ ZEN5_MS = {OPENVINO: (17.7, 51.1), SPARSEQA: (11.5, 34.1)}
 
 
 def stats(medians: dict[str, tuple[float, float]], spread: float = 0.01) -> dict[tuple[str, int], LatencyStats]:
-    """Timings with the given medians at 128 and 384 tokens, five samples each spread by ``spread`` around them."""
+    """Timings with the given medians at 128 and 384 tokens, five rounds each: OpenVINO's the same every round,
+    the other candidates' spread by ``spread`` around their medians."""
+    steps = (-2, 1, 0, -1, 2)
     return {
-        (name, length): LatencyStats.from_samples([median * (1 + spread * step) for step in (-2, -1, 0, 1, 2)])
+        (name, length): LatencyStats.from_samples(
+            [median * (1 + (0 if name == OPENVINO else spread) * step) for step in steps]
+        )
         for name, values in medians.items()
         for length, median in zip(choice.SEQ_LENS, values)
     }
@@ -70,9 +74,13 @@ def test_the_fastest_wins_and_the_simpler_one_when_within_noise(medians, chosen)
 def test_noise_grows_with_the_spread_of_the_samples():
     medians = {OPENVINO: (20.0, 100.0), SPARSEQA: (18.0, 90.0)}  # 10% faster
     assert decide(stats(medians, spread=0.01))[0] == SPARSEQA
-    picked, _, noise = decide(stats(medians, spread=0.2))  # half the interquartile range: 20% of the median
-    assert noise == pytest.approx(0.2)
+    picked, _, noise = decide(stats(medians, spread=0.2))  # interquartile range 40% of the median, over sqrt(5)
+    assert noise == pytest.approx(0.4 / 5**0.5)
     assert picked == OPENVINO
+    # A burst that slows every candidate in the same round leaves their ratio, and so the noise, alone.
+    bursts = {key: LatencyStats.from_samples([value * factor for value, factor in zip(item.samples_ms, (1, 3, 1, 2, 1))])
+              for key, item in stats(medians, spread=0.0).items()}  # fmt: skip
+    assert decide(bursts)[1:] == (decide(stats(medians, spread=0.0))[1], choice.MIN_NOISE)
 
 
 @given(
