@@ -356,12 +356,14 @@ class BenchResult:
             )
             lines.append(f"--kernels auto chooses {decision.chosen} here ({source}): {decision.reason}")
             for seq_len, item in (self.auto_choice_vs_fastest() or {}).items():
-                verdict = (
-                    "the fastest" if item["slower_by"] <= 0
-                    else f"{item['slower_by']:.1%} slower than the fastest, {item['fastest']} ({item['fastest_ms']:.1f} ms)"
+                verdict = "the fastest" if item["slower_by"] <= 0 else (
+                    f"{item['slower_by']:.1%} slower than the fastest, {item['fastest']} ({item['fastest_ms']:.1f} ms)"
                 )
-                lines.append(f"  in this run at {seq_len} tokens: {item['chosen']} took {item['chosen_ms']:.1f} ms, {verdict}")
-        lines += [f"where the speedup comes from: {sentence}" for sentence in bench_sentences([row.as_dict() for row in self.rows])]
+                lines.append(
+                    f"  in this run at {seq_len} tokens: {item['chosen']} took {item['chosen_ms']:.1f} ms, {verdict}"
+                )
+        sentences = bench_sentences([row.as_dict() for row in self.rows])
+        lines += [f"where the speedup comes from: {sentence}" for sentence in sentences]
         return lines
 
     def figure(self) -> Figure:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 from .choice import DESCRIPTIONS, MIN_NOISE, OPENVINO, KernelDecision
 
-SAVED, NOTHING, COST = "saved time", "bought nothing", "cost time"
+SAVED, NOTHING, COST = "saved time", "bought nothing measurable", "cost time"
 
 
 def verdict(ratio: float, noise: float = MIN_NOISE) -> str:
@@ -79,7 +79,9 @@ def bench_sentences(rows: list[Mapping]) -> list[str]:
     sentences = []
     runtime = _ratio(_medians(rows, "sparse", "pytorch", "fp32"), _medians(rows, "sparse", "openvino", "fp32"))
     if runtime:
-        sentences.append(f"The runtime gave {ratios_text(runtime)} (the sparse model on OpenVINO fp32 against PyTorch fp32).")
+        sentences.append(
+            f"The runtime gave {ratios_text(runtime)} (the sparse model on OpenVINO fp32 against PyTorch fp32)."
+        )
     fp32 = _medians(rows, "sparse", "openvino", "fp32")
     for precision in ("bf16", "int8"):
         lower = _ratio(fp32, _medians(rows, "sparse", "openvino", precision))

@@ -516,8 +516,8 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                             label="Latency",
                             interactive=False,
                             wrap=True,
-                            column_widths=["13%", "9%", "9%", "12%", "25%", "7%", "8%", "7%", "10%"],
-                            scale=2,
+                            column_widths=["11%", "9%", "8%", "11%", "29%", "7%", "8%", "7%", "10%"],
+                            scale=3,
                             elem_id="latency",
                         )
                         chart = gr.BarPlot(

@@ -173,7 +173,7 @@ class Comparison:
 def kernels_why(answer: Answer) -> str:
     """Why these kernels computed the answer, in a few words for the latency table."""
     if answer.kernel_choice is None:
-        return f"{answer.runtime}'s own at {answer.precision}: no kernel choice to make"
+        return f"{answer.runtime}'s own; nothing to choose at {answer.precision}"
     return answer.kernel_choice.short_reason()
 
 
