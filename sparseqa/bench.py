@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -33,8 +34,13 @@ from .blocks import describe
 from .calibration import example_pairs
 from .hardware import Machine, library_versions, machine
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, card_for
-from .runtimes import QAEngine, choose_kernels, default_threads, load_engine
+from .choice import OPENVINO, SPARSE_WEIGHTS, SPARSEQA, KernelDecision, decide
+from .explain import bench_sentences
+from .models import ModelLoadError, cache_root
+from .runtimes import QAEngine, cached_kernel_decision, choose_kernels, default_threads, load_engine
 from .timing import LatencyStats, interleave
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SEQ_LENS = (64, 128, 256, 384)
 MIN_SEQ_LEN = 32
@@ -52,6 +58,8 @@ TABLE_COLUMNS = [
 ]
 SPARSE_WEIGHTS_RUNTIME = "openvino + sparse weights"
 SPARSE_KERNELS_RUNTIME = "openvino + sparseqa kernels"
+# The table's runtime label of each candidate `--kernels auto` chooses from (sparseqa.choice).
+AUTO_RUNTIMES = {OPENVINO: "openvino", SPARSE_WEIGHTS: SPARSE_WEIGHTS_RUNTIME, SPARSEQA: SPARSE_KERNELS_RUNTIME}
 # Other processes taking this share of the CPU or more while the timings run make them unreliable.
 BUSY_SHARE = 0.1
 
@@ -204,6 +212,8 @@ class BenchResult:
     kernel_isa: str | None = None  # the ISA path of sparseqa's kernels in the measured rows, if any
     kernel_blocks: str | None = None  # the block orientation(s) those kernels ran ("4x1", "1x4" or "1x4+4x1")
     fidelity: list[Fidelity] = field(default_factory=list)
+    # What `--kernels auto` chose for the sparse int8 model here: its cached decision, else its rule on this run.
+    auto_choice: KernelDecision | None = None
 
     def table(self) -> pd.DataFrame:
         """One row per configuration and sequence length, grouped by length, the dense PyTorch baseline first."""
@@ -260,7 +270,37 @@ class BenchResult:
             ],
             "absent": [{"configuration": item.configuration, "reason": item.reason} for item in self.absent],
             "logits_vs_fp32": [item.as_dict() for item in self.fidelity],
+            "auto_choice": None if self.auto_choice is None else self.auto_choice.as_dict(),
+            "auto_choice_vs_fastest": self.auto_choice_vs_fastest(),
         }
+
+    def auto_choice_vs_fastest(self) -> dict[int, dict] | None:
+        """At each length: the configuration ``auto`` chose, the fastest sparse int8 configuration of this run, and
+        how much slower the chosen one ran (0 when it is the fastest)."""
+        if self.auto_choice is None:
+            return None
+        chosen_label = AUTO_RUNTIMES[self.auto_choice.chosen]
+        comparison = {}
+        for seq_len in sorted(set(self.settings.seq_lens)):
+            rows = [
+                row
+                for row in self.rows
+                if row.seq_len == seq_len
+                and (row.configuration.role, row.configuration.precision) == ("sparse", "int8")
+                and row.configuration.runtime_label in AUTO_RUNTIMES.values()
+            ]
+            chosen = [row for row in rows if row.configuration.runtime_label == chosen_label]
+            if not chosen:
+                continue
+            fastest = min(rows, key=lambda row: row.latency.median_ms)
+            comparison[seq_len] = {
+                "chosen": chosen[0].configuration.name,
+                "chosen_ms": chosen[0].latency.median_ms,
+                "fastest": fastest.configuration.name,
+                "fastest_ms": fastest.latency.median_ms,
+                "slower_by": chosen[0].latency.median_ms / fastest.latency.median_ms - 1,
+            }
+        return comparison
 
     def headline(self) -> str | None:
         """The fastest sparse configuration against the dense PyTorch fp32 baseline at the longest sequence."""
@@ -293,6 +333,7 @@ class BenchResult:
             blocks = " and ".join(describe(blocks) for blocks in self.kernel_blocks.split("+"))
             lines.append(f"{SPARSE_KERNELS_RUNTIME}: the {self.kernel_isa} path, on {blocks} blocks")
         lines += [f"absent: {item.configuration}: {item.reason}" for item in self.absent]
+        lines += self.kernel_lines()
         if not (self.machine.avx512_vnni or self.machine.amx):
             lines.append(
                 "note: this CPU has neither AVX-512 VNNI nor AMX, the int8 dot-product instructions OpenVINO's int8 "
@@ -309,6 +350,29 @@ class BenchResult:
                 f"  {item.configuration.name}: max abs difference {item.max_abs_diff:.4f}, cosine {item.cosine:.6f}"
                 for item in self.fidelity
             ]
+        return lines
+
+    def kernel_lines(self) -> list[str]:
+        """Which kernels `auto` picks here and why, how that compares with this run, and where the speedup comes from
+        in this run's ratios."""
+        lines = ["kernels: every row forces its own (the sparse int8 rows: OpenVINO's, and each sparse path)"]
+        decision = self.auto_choice
+        if decision is not None:
+            source = (
+                "no load measured it yet for these settings, so its rule applied to this run's medians"
+                if decision.how == "from this run"
+                else f"{decision.how} at load on {(decision.measured_at or '?')[:10]}"
+            )
+            lines.append(f"--kernels auto chooses {decision.chosen} here ({source}): {decision.reason}")
+            for seq_len, item in (self.auto_choice_vs_fastest() or {}).items():
+                verdict = "the fastest" if item["slower_by"] <= 0 else (
+                    f"{item['slower_by']:.1%} slower than the fastest, {item['fastest']} ({item['fastest_ms']:.1f} ms)"
+                )
+                lines.append(
+                    f"  in this run at {seq_len} tokens: {item['chosen']} took {item['chosen_ms']:.1f} ms, {verdict}"
+                )
+        sentences = bench_sentences([row.as_dict() for row in self.rows])
+        lines += [f"where the speedup comes from: {sentence}" for sentence in sentences]
         return lines
 
     def figure(self) -> Figure:
@@ -441,17 +505,20 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
     engines: dict[Configuration, QAEngine] = {}
     for done, config in enumerate(configurations):
         report(done / steps, f"loading {config.name}")
-        engine = load_engine(
-            config.model,
-            config.runtime,
-            config.precision,
-            threads=threads,
-            sparse_decompression=config.sparse_decompression,
-            # Every other OpenVINO row measures OpenVINO's own kernels, which the sparse-kernel row is compared with.
-            kernels=settings.kernels if config.sparse_kernels else "openvino",
-        )
-        if config.sparse_kernels and engine.kernels != "sparseqa":
-            absent.append(Absent(config.name, engine.kernel_fallback or "the sparseqa kernels did not load"))
+        try:
+            engine = load_engine(
+                config.model,
+                config.runtime,
+                config.precision,
+                threads=threads,
+                sparse_decompression=config.sparse_decompression,
+                # Each row forces its kernels, so it measures one path; OpenVINO's own are what the others compare with.
+                kernels="sparseqa" if config.sparse_kernels else "openvino",
+            )
+        except ValueError as problem:
+            if not config.sparse_kernels:
+                raise
+            absent.append(Absent(config.name, str(problem)))
             continue
         engines[config] = engine
     configurations = list(engines)
@@ -460,7 +527,7 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
     for length_index, seq_len in enumerate(seq_lens):
         done = len(configurations) + length_index * settings.runs
         report(done / steps, f"timing every configuration at {seq_len} tokens")
-        calls = {config: _forward_pass(engine, seq_len) for config, engine in engines.items()}
+        calls = {config: forward_pass(engine, seq_len) for config, engine in engines.items()}
 
         def after_round(rounds: int, done: int = done, seq_len: int = seq_len) -> None:
             report((done + rounds) / steps, f"timing at {seq_len} tokens: round {rounds} of {settings.runs}")
@@ -469,7 +536,7 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
             stats = interleave(calls, settings.runs, settings.warmup, after_round)
         measured += [(config, seq_len, stats[config]) for config in configurations]
     report(1.0, "done")
-    return BenchResult(
+    result = BenchResult(
         settings=replace(settings, seq_lens=tuple(seq_lens), threads=threads),
         threads=threads,
         machine=machine(),
@@ -481,7 +548,63 @@ def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = N
         kernel_isa=next((engine.kernel_isa for engine in engines.values() if engine.kernel_isa), None),
         kernel_blocks=next((engine.kernel_blocks for engine in engines.values() if engine.kernel_blocks), None),
         fidelity=logits_fidelity(engines),
+        auto_choice=auto_choice(settings.model, threads, measured),
     )
+    save_latest(result)
+    return result
+
+
+def auto_choice(
+    model: str, threads: int, measured: list[tuple[Configuration, int, LatencyStats]]
+) -> KernelDecision | None:
+    """What ``--kernels auto`` chose for ``model`` at int8 here: the cached decision of an earlier load, else the
+    same rule (``choice.decide``) applied to this run's sparse int8 timings (``how`` = "from this run")."""
+    try:
+        cached = cached_kernel_decision(model, threads)
+    except (ValueError, OSError, ModelLoadError) as problem:
+        log.warning("could not read the cached kernel choice: %s", problem)
+        cached = None
+    if cached is not None:
+        return cached
+    by_label = {label: name for name, label in AUTO_RUNTIMES.items()}
+    stats = {
+        (by_label[config.runtime_label], seq_len): latency
+        for config, seq_len, latency in measured
+        if (config.role, config.precision) == ("sparse", "int8") and config.runtime_label in by_label
+    }
+    if len({name for name, _ in stats}) < 2 or OPENVINO not in {name for name, _ in stats}:
+        return None
+    chosen, reason, noise = decide(stats)
+    medians = {}
+    for (name, seq_len), latency in stats.items():
+        medians.setdefault(name, {})[seq_len] = latency.median_ms
+    return KernelDecision(chosen, "from this run", reason, medians, noise, next(iter(stats.values())).runs)
+
+
+LATEST_BENCH = "latest.json"
+
+
+def save_latest(result: BenchResult) -> None:
+    """Keep the run's JSON in the cache, where About this machine reads the ratios it measured."""
+    directory = cache_root() / "bench"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = directory / f".{LATEST_BENCH}.tmp"
+        staging.write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
+        staging.replace(directory / LATEST_BENCH)
+    except OSError as problem:  # an unwritable cache costs the page a sentence, not the benchmark its result
+        log.warning("could not save the benchmark result: %s", problem)
+
+
+def latest_bench(cpu: str, model: str) -> dict | None:
+    """The last saved benchmark run of ``model`` on a CPU named ``cpu``, or None."""
+    try:
+        record = json.loads((cache_root() / "bench" / LATEST_BENCH).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.get("machine", {}).get("cpu") != cpu or record.get("settings", {}).get("model") != model:
+        return None
+    return record
 
 
 def logits_fidelity(engines: dict[Configuration, QAEngine]) -> list[Fidelity]:
@@ -512,7 +635,7 @@ def logits_fidelity(engines: dict[Configuration, QAEngine]) -> list[Fidelity]:
     return fidelity
 
 
-def _forward_pass(engine: QAEngine, seq_len: int) -> Callable[[], object]:
+def forward_pass(engine: QAEngine, seq_len: int) -> Callable[[], object]:
     """One batch-1 forward pass of ``engine`` at ``seq_len`` tokens per call, cycling through the example pairs."""
     inputs = itertools.cycle(benchmark_inputs(engine, seq_len))
     return lambda: engine.infer(next(inputs))

@@ -48,8 +48,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, dense: bool = True) 
 
 
 KERNELS_HELP = (
-    "who computes the sparse model's int8 Linears: auto (sparseqa's 1x4 sparse kernels wherever they build), "
-    "sparseqa (those or an error), openvino (OpenVINO's own); default SPARSEQA_KERNELS, else auto"
+    "who computes the sparse model's int8 Linears: auto (the first load on a machine times OpenVINO's kernels, their "
+    "sparse weight decompression where the CPU has AMX and sparseqa's sparse kernels, keeps the fastest and caches "
+    "the decision), or force one: openvino, openvino-sparse-weights, sparseqa; default SPARSEQA_KERNELS, else auto"
 )
 
 
@@ -122,6 +123,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         for rank, span in enumerate(answer.alternatives, start=2):
             print(f"    #{rank}: {span.text!r}  (p={span.score:.3f})")
         print(f"  latency: median {latency.median_ms:.1f} ms, p90 {latency.p90_ms:.1f} ms over {latency.runs} runs")
+        if answer.kernel_choice is not None:
+            print(f"  kernels: {answer.kernel_choice.chosen} ({answer.kernel_choice.short_reason()})")
     if comparison.speedup is not None:
         agreement = "the same span" if comparison.agree else "different spans"
         print(f"speedup vs dense: {comparison.speedup:.2f}x; both models chose {agreement}")

@@ -11,7 +11,7 @@ from importlib import metadata
 
 @dataclass(frozen=True)
 class Machine:
-    """The CPU facts that decide which precision OpenVINO picks and whether sparse weights are decompressed."""
+    """The CPU facts that decide which precision OpenVINO picks and which kernel candidates exist here."""
 
     cpu: str
     logical_cores: int
@@ -20,10 +20,12 @@ class Machine:
     avx512_bf16: bool
     amx: bool
     openvino_default_precision: str
+    flags: tuple[str, ...] = ()  # every flag /proc/cpuinfo lists, for keys of what was measured on this CPU
 
     @property
     def sparse_weight_decompression(self) -> bool:
-        """OpenVINO decompresses sparse int8 weights only with AMX; elsewhere a sparse model runs dense kernels."""
+        """Whether OpenVINO can decompress sparse int8 weights here (it needs AMX); whether that is faster is
+        measured, not assumed (sparseqa.choice)."""
         return self.amx
 
     def isa_flags(self) -> str:
@@ -31,40 +33,10 @@ class Machine:
         names = [("AVX-512 VNNI", self.avx512_vnni), ("AVX512-BF16", self.avx512_bf16), ("AMX", self.amx)]
         return ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in names)
 
-    def speedup_story(self, sparse_kernel_isa: str | None = None) -> str:
-        """One honest sentence or two on where a sparse-vs-dense speedup comes from on this CPU.
-
-        ``sparse_kernel_isa`` names the instruction-set path of sparseqa's 1x4 sparse kernels when they compute the
-        sparse model's Linears (None when OpenVINO's own kernels do).
-        """
-        if self.amx and not sparse_kernel_isa:
-            return (
-                "On this CPU (AMX) OpenVINO decompresses the sparse int8 weights, so sparsity itself saves time on top "
-                "of what the runtime and the lower precision give."
-            )
-        sources = ["the runtime (OpenVINO's kernels against PyTorch's)"]
-        if self.avx512_bf16:
-            sources.append("bf16, which this CPU computes natively (AVX512-BF16)")
-        if self.avx512_vnni:
-            sources.append("int8, through AVX-512 VNNI")
-        if sparse_kernel_isa:
-            story = (
-                f"sparseqa's 1x4 block-sparse int8 kernels ({sparse_kernel_isa}) compute the sparse model's encoder "
-                "Linears inside OpenVINO and skip its all-zero weight blocks, so the zeros themselves save time here "
-                f"(the bench's `vs OpenVINO kernels` column measures how much), on top of {' and '.join(sources)}."
-            )
-        else:
-            story = (
-                "This CPU has no AMX, so OpenVINO runs the sparse model with dense kernels: the zeros themselves save "
-                f"no time, and a speedup over dense PyTorch comes from {' and '.join(sources)}."
-            )
-        if not self.avx512_vnni:
-            story += " Without VNNI, int8 gains little or nothing over fp32 here."
-        return story
-
     def as_dict(self) -> dict:
         """Plain values for JSON headers."""
-        return asdict(self) | {"sparse_weight_decompression": self.sparse_weight_decompression}
+        facts = {name: value for name, value in asdict(self).items() if name != "flags"}
+        return facts | {"sparse_weight_decompression": self.sparse_weight_decompression}
 
 
 @functools.cache
@@ -98,6 +70,7 @@ def machine() -> Machine:
         avx512_bf16="avx512_bf16" in flags,
         amx="amx_int8" in flags or "amx_tile" in flags,
         openvino_default_precision=_openvino_default_precision(),
+        flags=tuple(sorted(flags)),
     )
 
 

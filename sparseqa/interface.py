@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .bench import DEFAULT_SEQ_LENS, BenchResult, BenchSettings, ProgressCallback, run_benchmark
+from .bench import DEFAULT_SEQ_LENS, BenchResult, BenchSettings, ProgressCallback, latest_bench, run_benchmark
 from .bench import TABLE_COLUMNS as BENCH_COLUMNS  # the service's TABLE_COLUMNS are the Ask tab's
 from .cli import KERNELS_HELP, SYNTHETIC_NOTE, UsageError, add_model_arguments, chosen_models, quiet_libraries
 from .decoding import DECODINGS, InputError
+from .choice import KernelDecision
 from .evaluate import latest_result
+from .explain import bench_sentences, decision_sentences
 from . import blocks, native
 from .blocks import ORIENTATIONS
 from .hardware import Machine, library_versions, machine
@@ -275,34 +277,81 @@ def banner_text(service: QAService) -> str:
 
 
 def machine_text(service: QAService, facts: PageFacts) -> str:
-    """The "About this machine" panel: CPU, instruction sets, what OpenVINO runs and why a speedup happens."""
+    """The "About this machine" panel: CPU, instruction sets, which kernels run and why, and where a speedup comes
+    from here, in measured ratios only (the kernel measurement at load, the latest benchmark run)."""
     cpu = facts.machine
+    sparse = service.sparse
     rows = [
         ("CPU", cpu.cpu),
         ("Cores", f"{cpu.physical_cores} physical, {cpu.logical_cores} logical"),
         ("Instruction sets", cpu.isa_flags()),
         ("OpenVINO default precision", cpu.openvino_default_precision),
-        ("Sparse weight decompression", "available (AMX)" if cpu.sparse_weight_decompression else "not available"),
+        ("Sparse weight decompression", decompression_text(cpu, sparse)),
     ]
-    sparse = service.sparse
+    decision = sparse.kernel_choice if sparse is not None else None
     if sparse is not None and sparse.runtime == "openvino":
-        rows.append(("Sparse 1x4 kernels", sparse_kernels_text(sparse)))
+        rows.append(("Kernels of the sparse model", sparse_kernels_text(sparse)))
+    if decision is not None:
+        rows.append(("How they were chosen", how_chosen_text(decision)))
+        rows.append(("Why", decision.reason))
+        if decision.medians_ms:
+            rows.append(("Measured medians", decision.medians_text()))
     for role, engine in (("Sparse model", sparse), ("Dense baseline", service.dense)):
         if engine is not None:
             rows.append((role, f"{engine.label}, {engine.threads} threads"))
-            # The kernels' fallback reason already has its own row above.
+            # The kernels' reason already has its own row above.
             rows += [(f"{role} note", note) for note in engine.notes if note != engine.kernel_fallback]
     versions = ", ".join(f"{name} {version}" for name, version in library_versions().items())
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
-    kernel_isa = sparse.kernel_isa if sparse is not None and sparse.kernels == "sparseqa" else None
-    return f"| Property | Value |\n|---|---|\n{table}\n\n{cpu.speedup_story(kernel_isa)}\n\nLibraries: {versions}."
+    story = speedup_story(cpu, sparse)
+    return f"| Property | Value |\n|---|---|\n{table}\n\n{story}\n\nLibraries: {versions}."
+
+
+def decompression_text(cpu: Machine, engine: QAEngine | None) -> str:
+    """Whether OpenVINO's sparse weight decompression exists on this CPU and whether the sparse model uses it."""
+    if not cpu.sparse_weight_decompression:
+        return "not available (it needs AMX)"
+    used = engine is not None and engine.sparse_weight_decompression
+    return f"available (AMX); {'on' if used else 'off'} for the sparse model (see why below)"
+
+
+def how_chosen_text(decision: KernelDecision) -> str:
+    """How the kernel decision was made: measured now, read from the cache, forced, or the only candidate."""
+    if decision.how in ("measured", "cached"):
+        when = f"on {decision.measured_at[:10]}" if decision.measured_at else ""
+        cost = f", {decision.wall_s:.1f} s once" if decision.wall_s is not None else ""
+        cached = "read from the cache; " if decision.how == "cached" else ""
+        return (
+            f"`auto`: {cached}measured at load {when} ({decision.runs} interleaved runs per candidate and length"
+            f"{cost}), cached for this machine, model, libraries, kernel build and thread count"
+        )
+    return f"{decision.how}: {decision.reason}"
+
+
+def speedup_story(cpu: Machine, sparse: QAEngine | None) -> str:
+    """Where a speedup comes from on this machine, from measurements: what the zeros bought in the kernel
+    measurement at load, and the runtime's and the precision's share from the latest benchmark run here."""
+    sentences = decision_sentences(sparse.kernel_choice if sparse is not None else None)
+    bench = latest_bench(cpu.cpu, sparse.model_id) if sparse is not None else None
+    if bench is not None:
+        date = str(bench["machine"].get("date", ""))[:10]
+        sentences.append(f"From the latest benchmark run here ({date}):")
+        sentences += bench_sentences(bench["rows"])
+    else:
+        sentences.append(
+            "What the runtime and the precision give on this machine has not been measured yet: the Benchmark tab "
+            "(or `python -m sparseqa bench`) measures it, and this panel then shows its ratios."
+        )
+    return "**Where a speedup comes from here (measured).** " + " ".join(sentences)
 
 
 def sparse_kernels_text(engine: QAEngine) -> str:
-    """Who computes the sparse model's int8 Linears: sparseqa's kernels and their ISA path, or OpenVINO's and why."""
+    """Who computes the sparse model's Linears: sparseqa's kernels and their ISA path, or OpenVINO's."""
     if engine.kernels == "sparseqa":
         return f"sparseqa's, {engine.kernel_isa} path (this CPU runs: {', '.join(native.cpu_isas())})"
-    return engine.kernel_fallback or "OpenVINO's own"
+    if engine.sparse_weight_decompression:
+        return "OpenVINO's, with sparse weight decompression"
+    return "OpenVINO's own"
 
 
 def accuracy_table(service: QAService) -> pd.DataFrame:
@@ -533,8 +582,8 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                             label="Latency",
                             interactive=False,
                             wrap=True,
-                            column_widths=["17%", "12%", "13%", "15%", "10%", "11%", "9%", "13%"],
-                            scale=2,
+                            column_widths=["11%", "9%", "8%", "11%", "29%", "7%", "8%", "7%", "10%"],
+                            scale=3,
                             elem_id="latency",
                         )
                         chart = gr.BarPlot(
@@ -648,7 +697,8 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                     concurrency_id="benchmark",
                 )
             with gr.Tab("About this machine", id="machine"):
-                gr.Markdown(machine_text(service, facts))
+                # Read on every page load, so a benchmark run since start-up adds its ratios.
+                gr.Markdown(lambda: machine_text(service, facts))
     return demo
 
 

@@ -12,6 +12,7 @@ its zeros have, 1x4 or 4x1) instead of OpenVINO's dense ones.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import numpy as np
 
 from . import decoding
 from .calibration import calibration_mode, calibration_pairs
+from .choice import OPENVINO, SPARSE_WEIGHTS, SPARSEQA, KernelDecision, choose
 from .decoding import Span
 from .hardware import library_versions, machine
 from .models import LocalModel, ModelLoadError, cache_root, card_for, is_synthetic, publish, resolve
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 
 RUNTIMES = ("openvino", "pytorch")
 PRECISIONS = ("fp32", "bf16", "int8")
-KERNELS = ("auto", "sparseqa", "openvino")
+KERNELS = ("auto", "sparseqa", "openvino", SPARSE_WEIGHTS)
 NO_SPARSE_LINEAR = "half of its weight blocks zero (in 1x4 or in 4x1 blocks)"
 DEFAULT_CALIBRATION_SAMPLES = 300
 
@@ -78,6 +80,7 @@ class Answer:
     kernels: str = "openvino"
     kernel_isa: str | None = None
     kernel_blocks: str | None = None
+    kernel_choice: KernelDecision | None = None
 
     def as_dict(self) -> dict:
         """Plain values for JSON: the CLI's output and the API's."""
@@ -102,6 +105,7 @@ class Answer:
             "kernels": self.kernels,
             "kernel_isa": self.kernel_isa,
             "kernel_blocks": self.kernel_blocks,
+            "kernel_choice": None if self.kernel_choice is None else self.kernel_choice.as_dict(),
         }
 
 
@@ -120,6 +124,8 @@ class QAEngine:
     kernel_isa: str | None = None
     kernel_fallback: str | None = None  # why OpenVINO's kernels run where sparseqa's could have (also in notes)
     kernel_blocks: str | None = None  # the block orientation(s) sparseqa's kernels run: "4x1", "1x4" or "1x4+4x1"
+    kernel_choice: KernelDecision | None = None  # how an int8 OpenVINO engine's kernels were chosen, and the numbers
+    sparse_weight_decompression: bool = False
 
     @property
     def synthetic(self) -> bool:
@@ -129,6 +135,8 @@ class QAEngine:
     def label(self) -> str:
         """A short name for tables: which model, on what, at what precision, with whose kernels if not the runtime's."""
         label = f"{card_for(self.model_id).label} · {self.runtime} {self.precision}"
+        if self.sparse_weight_decompression:
+            label += " · sparse weight decompression"
         if self.kernels != "sparseqa":
             return label
         return label + f" · sparseqa kernels ({self.kernel_isa}, {self.kernel_blocks} blocks)"
@@ -197,6 +205,7 @@ class QAEngine:
             kernels=self.kernels,
             kernel_isa=self.kernel_isa,
             kernel_blocks=self.kernel_blocks,
+            kernel_choice=self.kernel_choice,
         )
 
 
@@ -276,12 +285,16 @@ def _forward_input_names(model) -> list[str]:
 
 @dataclass(frozen=True)
 class KernelChoice:
-    """Whose kernels run the sparse Linears: sparseqa's (its extension library and ISA) or OpenVINO's (and why)."""
+    """Whose kernels run the sparse Linears: sparseqa's (its extension library and ISA) or OpenVINO's (and why).
+
+    ``requested`` is the resolved ``kernels`` value: ``auto`` measures the candidates at load (see sparseqa.choice).
+    """
 
     extension: Path | None = None
     isa: str | None = None
     reason: str | None = None
     required: bool = False  # kernels="sparseqa": no falling back
+    requested: str = "auto"
 
     @property
     def sparse(self) -> bool:
@@ -291,25 +304,33 @@ class KernelChoice:
 def choose_kernels(kernels: str | None, runtime: str, precision: str) -> KernelChoice:
     """Resolve ``kernels`` (default ``SPARSEQA_KERNELS``, else auto) for an engine, building the kernels if needed.
 
-    The sparse kernels compute int8 Linears on OpenVINO; ``auto`` takes them wherever they built, ``sparseqa`` insists
-    (ValueError with the reason when they cannot run), ``openvino`` leaves every Linear to OpenVINO.
+    The sparse kernels compute int8 Linears on OpenVINO; ``auto`` makes them a candidate wherever they built (the
+    load measures which candidate is fastest), ``sparseqa`` insists (ValueError with the reason when they cannot run),
+    ``openvino`` leaves every Linear to OpenVINO, ``openvino-sparse-weights`` too, with its sparse weight
+    decompression (AMX only).
     """
     kernels = kernels or os.environ.get("SPARSEQA_KERNELS") or "auto"
     if kernels not in KERNELS:
         raise ValueError(f"unknown kernels {kernels!r}: choose one of {', '.join(KERNELS)}")
     if runtime != "openvino" or precision != "int8":
-        if kernels == "sparseqa":
+        if kernels in ("sparseqa", SPARSE_WEIGHTS):
             raise ValueError(
-                "the sparseqa kernels compute int8 on OpenVINO: use --runtime openvino --precision int8, or --kernels auto"
+                f"the {kernels} kernels compute int8 on OpenVINO: use --runtime openvino --precision int8, "
+                "or --kernels auto"
             )
-        return KernelChoice()
-    if kernels == "openvino":
-        return KernelChoice(reason="OpenVINO kernels for every Linear (kernels=openvino)")
+        return KernelChoice(requested=kernels)
+    if kernels == SPARSE_WEIGHTS and not machine().amx:
+        raise ValueError("sparse weight decompression needs AMX, which this CPU lacks: use --kernels auto or openvino")
+    if kernels in ("openvino", SPARSE_WEIGHTS):
+        return KernelChoice(reason=f"OpenVINO kernels for every Linear (kernels={kernels})", requested=kernels)
     from . import native
 
     try:
         return KernelChoice(
-            extension=native.extension_library(), isa=native.chosen_isa(), required=kernels == "sparseqa"
+            extension=native.extension_library(),
+            isa=native.chosen_isa(),
+            required=kernels == "sparseqa",
+            requested=kernels,
         )
     except native.NativeUnavailable as error:
         if kernels == "sparseqa":
@@ -349,11 +370,12 @@ def load_engine(
     """Load ``model`` (hub id, local directory or synthetic name) on ``runtime`` at ``precision``.
 
     OpenVINO IR (and its int8 version) is built once and cached under ``cache_root()/ir``, keyed by model revision,
-    precision and library versions. ``sparse_decompression`` (default: on for int8 where the CPU has AMX) turns on
-    OpenVINO's sparse weight decompression. ``kernels`` (auto, sparseqa or openvino; default ``SPARSEQA_KERNELS``,
-    else auto) chooses who computes the sparse Linears of an int8 model: see choose_kernels; the engine's notes say
-    why OpenVINO's kernels run when sparseqa's were wanted but cannot. Raises ModelLoadError or ValueError with a
-    one-line message.
+    precision and library versions. ``kernels`` (see choose_kernels; default ``SPARSEQA_KERNELS``, else auto) chooses
+    who computes the Linears of an int8 model: with ``auto`` the first load on a machine times the candidates
+    (sparseqa.choice) and caches the decision, later loads read it; the engine's ``kernel_choice`` says what was
+    chosen, how and with which numbers. ``sparse_decompression=True`` turns on OpenVINO's sparse weight
+    decompression for a forced or non-int8 load (as the bench asks for it); ``auto`` uses it only where it measured
+    fastest. Raises ModelLoadError or ValueError with a one-line message.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
@@ -381,36 +403,141 @@ def load_engine(
         if chosen.required:
             raise ValueError(f"{model} has no Linear with {NO_SPARSE_LINEAR}: use --kernels openvino")
         chosen = KernelChoice(reason=f"OpenVINO kernels: no Linear has {NO_SPARSE_LINEAR}")
-    orientations = linear_orientations(ir_dir)
+    plain_ir = cached_ir(local, tokenizer, quantized=precision == "int8", calibration_samples=calibration_samples)
+    variants = {
+        OPENVINO: _Variant(plain_ir, KernelChoice(reason=chosen.reason), False, replaced),
+        SPARSE_WEIGHTS: _Variant(plain_ir, KernelChoice(reason=chosen.reason), True, replaced),
+    }
+    if chosen.sparse:
+        variants[SPARSEQA] = _Variant(ir_dir, chosen, False, replaced)
+
+    def build(name: str) -> OpenVINOEngine:
+        return _compile(model, tokenizer, precision, threads, variants[name])
+
+    if precision != "int8":
+        return build(SPARSE_WEIGHTS if sparse_decompression else OPENVINO)
+    if chosen.requested != "auto":
+        if chosen.requested == "sparseqa":
+            name = SPARSEQA
+        else:
+            name = SPARSE_WEIGHTS if chosen.requested == SPARSE_WEIGHTS or sparse_decompression else OPENVINO
+        how = f"forced with kernels={chosen.requested} (--kernels or SPARSEQA_KERNELS)"
+        if name == SPARSE_WEIGHTS and chosen.requested == "openvino":
+            how = "asked for: OpenVINO's kernels with sparse weight decompression"
+        return _with_decision(build(name), KernelDecision(name, "forced", f"{how}; nothing was measured"))
+    candidates = auto_candidates(chosen.sparse)
+    if len(candidates) == 1:
+        decision = KernelDecision(OPENVINO, "only candidate", chosen.reason or "OpenVINO kernels: the only candidate")
+        return _with_decision(build(OPENVINO), decision)
+    key = decision_key(local, threads, {name: variants[name].ir_dir.name for name in candidates})
+    decision, engines = choose(key, build, candidates)
+    return _with_decision(engines.get(decision.chosen) or build(decision.chosen), decision)
+
+
+@dataclass(frozen=True)
+class _Variant:
+    """One way to compile the model: which IR, whose kernels, and whether OpenVINO decompresses sparse weights."""
+
+    ir_dir: Path
+    kernels: KernelChoice
+    decompression: bool
+    sparse_linears: int
+
+
+def _compile(model: str, tokenizer, precision: str, threads: int, variant: _Variant) -> OpenVINOEngine:
+    """Compile one variant with Optimum Intel, with notes on what it runs."""
+    from optimum.intel import OVModelForQuestionAnswering
+
+    chosen = variant.kernels
     if chosen.sparse:
         register_extension(chosen.extension)
-    if sparse_decompression is None:
-        sparse_decompression = precision == "int8" and machine().sparse_weight_decompression
     ov_config = {
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": "1",
         "INFERENCE_NUM_THREADS": str(threads),
     }
-    notes = [note for note in [calibration_note(ir_dir)] if note]
+    notes = [note for note in [calibration_note(variant.ir_dir)] if note]
+    orientations = linear_orientations(variant.ir_dir) if chosen.sparse else {}
     if chosen.sparse:
-        notes.append(f"sparseqa {chosen.isa} kernels for the {replaced} sparse Linears: {orientation_note(orientations)}")
+        notes.append(
+            f"sparseqa {chosen.isa} kernels for the {variant.sparse_linears} sparse Linears: "
+            + orientation_note(orientations)
+        )
     elif chosen.reason:
         notes.append(chosen.reason)
     if precision in ("fp32", "bf16"):
         ov_config["INFERENCE_PRECISION_HINT"] = "f32" if precision == "fp32" else "bf16"
-    if sparse_decompression:
+    if variant.decompression:
         ov_config["CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE"] = "0.5"
-        notes.append("sparse weight decompression on (AMX)")
-    elif precision == "int8" and not machine().amx and not chosen.sparse:
-        notes.append("sparse weight decompression off: it needs AMX, which this CPU lacks")
-    from optimum.intel import OVModelForQuestionAnswering
-
+        notes.append("sparse weight decompression on")
     try:
-        ov_model = OVModelForQuestionAnswering.from_pretrained(ir_dir, ov_config=ov_config, compile=True)
+        ov_model = OVModelForQuestionAnswering.from_pretrained(variant.ir_dir, ov_config=ov_config, compile=True)
     except Exception as error:
-        raise ModelLoadError(model, f"OpenVINO could not compile the cached IR at {ir_dir} ({_first_line(error)})") from error
+        raise ModelLoadError(
+            model, f"OpenVINO could not compile the cached IR at {variant.ir_dir} ({_first_line(error)})"
+        ) from error
     blocks = "+".join(sorted(set(orientations.values()))) or None
-    return OpenVINOEngine(model, ov_model, tokenizer, precision, threads, notes, chosen, blocks)
+    engine = OpenVINOEngine(model, ov_model, tokenizer, precision, threads, notes, chosen, blocks)
+    engine.sparse_weight_decompression = variant.decompression
+    return engine
+
+
+def _with_decision(engine: OpenVINOEngine, decision: KernelDecision) -> OpenVINOEngine:
+    """The engine, with the kernel decision that chose it (and, where OpenVINO's kernels run, it as the reason)."""
+    engine.kernel_choice = decision
+    if engine.kernels != "sparseqa" and decision.how != "forced":
+        engine.kernel_fallback = decision.reason
+    return engine
+
+
+def auto_candidates(sparse_kernels: bool) -> list[str]:
+    """What ``auto`` times for an int8 model, simplest first: OpenVINO's kernels, their sparse weight decompression
+    where the CPU has AMX, and sparseqa's kernels where they built and took over sparse Linears."""
+    return [OPENVINO] + ([SPARSE_WEIGHTS] if machine().amx else []) + ([SPARSEQA] if sparse_kernels else [])
+
+
+def cached_kernel_decision(
+    model: str, threads: int | None = None, calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+) -> KernelDecision | None:
+    """The decision ``auto`` made for ``model`` at int8 on this machine (from its cache, nothing is measured), or
+    None when no load has measured it for these settings (or there was one candidate only)."""
+    from .choice import read_cached
+
+    chosen = choose_kernels("auto", "openvino", "int8")
+    local = resolve(model)
+    tokenizer = _load_tokenizer(local)
+    sparse_ir, replaced = ir_to_compile(local, tokenizer, "int8", calibration_samples, chosen)
+    plain = cached_ir(local, tokenizer, quantized=True, calibration_samples=calibration_samples)
+    candidates = auto_candidates(chosen.sparse and bool(replaced))
+    if len(candidates) == 1:
+        return None
+    irs = {name: (sparse_ir if name == SPARSEQA else plain).name for name in candidates}
+    return read_cached(decision_key(local, threads or default_threads(), irs))
+
+
+def decision_key(local: LocalModel, threads: int, irs: dict[str, str]) -> dict:
+    """Everything the kernel decision depends on: the CPU (model and flags), the model and its revision, the IRs
+    compared (their names hold the library versions, calibration, kernel build, graph pass and ISA), the libraries,
+    the kernel build, the thread count and the measuring procedure."""
+    from . import native
+    from .choice import RULE_VERSION, RUNS, SEQ_LENS
+
+    cpu = machine()
+    try:
+        build = native.build_key()
+    except OSError:
+        build = None
+    return {
+        "cpu": cpu.cpu,
+        "cpu_flags": hashlib.sha256(" ".join(sorted(cpu.flags)).encode()).hexdigest()[:16],
+        "model": local.model_id,
+        "revision": local.revision,
+        "irs": irs,
+        "libraries": library_versions(),
+        "kernel_build": build,
+        "threads": threads,
+        "procedure": {"rule": RULE_VERSION, "seq_lens": list(SEQ_LENS), "runs": RUNS},
+    }
 
 
 def _load_tokenizer(local: LocalModel):

@@ -21,7 +21,10 @@ from .timing import LatencyStats, repeat
 
 log = logging.getLogger(__name__)
 
-TABLE_COLUMNS = ["model", "runtime", "precision", "kernels", "tokens", "median ms", "p90 ms", "speedup vs dense PyTorch"]
+TABLE_COLUMNS = [
+    "model", "runtime", "precision", "kernels", "why these kernels", "tokens", "median ms", "p90 ms",
+    "speedup vs dense PyTorch",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,17 @@ class Comparison:
                     card_for(answer.model).label,
                     answer.runtime,
                     answer.precision,
-                    " ".join(filter(None, [answer.kernels, answer.kernel_isa, answer.kernel_blocks])),
+                    " ".join(
+                        filter(
+                            None,
+                            [
+                                answer.kernel_choice.chosen if answer.kernel_choice else answer.kernels,
+                                answer.kernel_isa,
+                                answer.kernel_blocks,
+                            ],
+                        )
+                    ),
+                    kernels_why(answer),
                     answer.tokens,
                     round(latency.median_ms, 1),
                     round(latency.p90_ms, 1),
@@ -163,6 +176,13 @@ class Comparison:
             result["speedup"] = self.speedup
             result["agree"] = self.agree
         return result
+
+
+def kernels_why(answer: Answer) -> str:
+    """Why these kernels computed the answer, in a few words for the latency table."""
+    if answer.kernel_choice is None:
+        return f"{answer.runtime}'s own; nothing to choose at {answer.precision}"
+    return answer.kernel_choice.short_reason()
 
 
 class QAService:

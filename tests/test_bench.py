@@ -141,9 +141,12 @@ def test_sparse_kernel_rows_compare_with_the_same_model_on_openvino_kernels(benc
     assert expected in bench_run["stdout"]
 
 
-def test_logits_of_both_int8_paths_are_compared_with_fp32(bench_run):
+def test_logits_of_every_int8_path_are_compared_with_fp32(bench_run):
     fidelity = {item["configuration"]: item for item in bench_run["json"]["logits_vs_fp32"]}
-    assert set(fidelity) == {"sparse · openvino int8", "sparse · openvino + sparseqa kernels int8"}
+    expected = {"sparse · openvino int8", "sparse · openvino + sparseqa kernels int8"}
+    if machine().amx:
+        expected.add("sparse · openvino + sparse weights int8")
+    assert set(fidelity) == expected
     assert fidelity["sparse · openvino + sparseqa kernels int8"]["kernels"] == "sparseqa"
     for item in fidelity.values():
         # int8 weights and activations on a random 32-wide model: close to fp32, yet not identical to it.
@@ -215,21 +218,42 @@ def test_api_reports_progress_and_returns_table_and_figure(tiny_sparse_model, ti
     assert latency_axes.get_xlabel() and latency_axes.get_ylabel()
 
 
-def test_plan_adds_bf16_and_sparse_decompression_where_the_cpu_has_them():
-    with_amx = Machine("Xeon", 8, 4, True, True, True, "bf16")
-    without = Machine("Old", 8, 4, False, False, False, "fp32")
-    settings = BenchSettings(model="s", dense_model="d")
-    planned, absent = plan(settings, with_amx)
-    assert {(c.role, c.runtime_label, c.precision) for c in planned} == expected_configurations(with_amx)
-    assert absent == []
-    planned, absent = plan(settings, without)
-    assert {(c.role, c.runtime_label, c.precision) for c in planned} == expected_configurations(without)
-    assert [item.configuration for item in absent] == [
-        "dense · openvino bf16",
-        "sparse · openvino bf16",
-        "sparse · openvino + sparse weights int8",
-    ]
+AMX = Machine("Xeon", 8, 4, True, True, True, "bf16", flags=("amx_int8", "avx512_vnni", "avx512_bf16"))
+VNNI = Machine("EPYC", 8, 4, True, True, False, "bf16", flags=("avx512_vnni", "avx512_bf16"))
+AVX2_ONLY = Machine("Old", 8, 4, False, False, False, "fp32", flags=("avx2",))
+
+
+@pytest.mark.parametrize(
+    ("cpu", "absent"),
+    [
+        (AMX, []),
+        (VNNI, ["sparse · openvino + sparse weights int8"]),
+        (AVX2_ONLY, ["dense · openvino bf16", "sparse · openvino bf16", "sparse · openvino + sparse weights int8"]),
+    ],
+    ids=["amx", "vnni", "avx2-only"],
+)
+def test_plan_adds_bf16_and_sparse_decompression_where_the_cpu_has_them(cpu, absent):
+    planned, left_out = plan(BenchSettings(model="s", dense_model="d"), cpu)
+    assert {(c.role, c.runtime_label, c.precision) for c in planned} == expected_configurations(cpu)
+    assert [item.configuration for item in left_out] == absent
     assert planned[0].role == "dense" and (planned[0].runtime, planned[0].precision) == ("pytorch", "fp32")
+
+
+def test_the_header_says_which_kernels_auto_chose_and_how_it_did_in_this_run(bench_run):
+    """The run measured every candidate itself; `auto` chose from a cached measurement, else by the same rule on
+    this run's medians, and the summary says how the chosen one compares with the fastest sparse int8 row."""
+    document = bench_run["json"]
+    choice, comparison = document["auto_choice"], document["auto_choice_vs_fastest"]
+    assert choice["chosen"] in {"openvino", "openvino-sparse-weights", "sparseqa"} and choice["reason"]
+    assert f"--kernels auto chooses {choice['chosen']} here" in bench_run["stdout"]
+    assert sorted(int(length) for length in comparison) == list(SEQ_LENS)
+    rows = {(row["runtime"], row["seq_len"]): row["median_ms"] for row in document["rows"] if row["role"] == "sparse"
+            and row["precision"] == "int8"}  # fmt: skip
+    for length, item in comparison.items():
+        fastest = min(median for (runtime, seq_len), median in rows.items() if seq_len == int(length))
+        assert item["fastest_ms"] == fastest
+        assert item["slower_by"] == pytest.approx(item["chosen_ms"] / fastest - 1)
+    assert "where the speedup comes from: The runtime gave" in bench_run["stdout"]
 
 
 def test_other_cpu_use_sees_a_process_spinning_beside_it():

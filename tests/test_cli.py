@@ -99,8 +99,13 @@ def test_ask_json_has_the_answer_its_offsets_and_latency(cli):
     assert 0 < result["score"] <= 1 and result["latency_ms"] > 0
     assert (result["runtime"], result["precision"], result["runs"]) == ("openvino", "int8", 2)
     assert "dense" not in result and "speedup" not in result
-    # auto: the tiny sparse model's Linears run on sparseqa's kernels, whose ISA path is named.
-    assert result["kernels"] == "sparseqa" and result["kernel_isa"]
+    # auto: the kernels its measurement chose, named with the measured alternatives and the reason.
+    choice = result["kernel_choice"]
+    assert choice["how"] in ("measured", "cached") and choice["reason"]
+    assert {"openvino", "sparseqa"} <= set(choice["medians_ms"])
+    assert all(median > 0 for medians in choice["medians_ms"].values() for median in medians.values())
+    assert result["kernels"] == ("sparseqa" if choice["chosen"] == "sparseqa" else "openvino")
+    assert bool(result["kernel_isa"]) == (result["kernels"] == "sparseqa")
 
 
 def test_ask_compare_json_adds_the_dense_answer_and_the_speedup(cli):

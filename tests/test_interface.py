@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,7 +43,7 @@ from sparseqa.interface import (
     summary_text,
 )
 from sparseqa.blocks import describe
-from sparseqa.hardware import machine
+from sparseqa.hardware import Machine, machine
 from sparseqa.service import QAService, Settings
 from sparseqa.sparsity import inspect_model, inspect_weights
 
@@ -274,7 +275,9 @@ def test_accuracy_shows_both_cards_and_the_latest_eval_of_each_loaded_configurat
     save_result(measured | {"decoding": "demo", "exact_match": 11.0, "f1": 19.0, "n": 1234, "data": data, "date": "2026-11-29T09:00:00+00:00"})
     save_result(measured | {"decoding": "run_qa", "runtime": "pytorch", "exact_match": 99.0, "f1": 99.0, "n": 1, "data": "x", "date": "2027-01-01"})
     save_result(measured | {"exact_match": 98.0, "f1": 98.0, "n": 1, "data": "x", "date": "2027-01-01"})  # decoding unrecorded
-    save_result(measured | {"decoding": "run_qa", "kernels": "openvino", "exact_match": 97.0, "f1": 97.0, "n": 1, "data": "x", "date": "2027-01-01"})
+    other_kernels = "openvino" if sparse.kernels == "sparseqa" else "sparseqa"  # whichever `auto` did not choose
+    save_result(measured | {"decoding": "run_qa", "kernels": other_kernels, "exact_match": 97.0, "f1": 97.0, "n": 1,
+                            "data": "x", "date": "2027-01-01"})  # fmt: skip
 
     after = accuracy_table(service)
     assert len(after) == 4
@@ -282,7 +285,8 @@ def test_accuracy_shows_both_cards_and_the_latest_eval_of_each_loaded_configurat
     assert row == {
         "model": Path(sparse.model_id).name,
         "source": "measured here",
-        "configuration": f"{sparse.runtime} {sparse.precision} · sparseqa kernels",
+        "configuration": f"{sparse.runtime} {sparse.precision}"
+        + (" · sparseqa kernels" if sparse.kernels == "sparseqa" else ""),
         "decoding": "run_qa",
         "exact match": 12.35,
         "F1": 20.0,
@@ -337,27 +341,110 @@ def test_api_benchmark_returns_summary_table_and_plot(client):
     assert plot["type"] == "matplotlib" and plot["plot"]
 
 
-def test_about_this_machine_names_the_sparse_kernels_and_what_the_zeros_buy(service):
+def test_about_this_machine_names_the_kernels_that_run_and_why(service):
     from sparseqa import native
 
-    isa = native.chosen_isa()
     text = machine_text(service, PageFacts.gather(service))
+    sparse = service.sparse
+    decision = sparse.kernel_choice
+    assert decision.how in ("measured", "cached")
+    if sparse.kernels == "sparseqa":
+        isa = native.chosen_isa()
+        isas = ", ".join(native.cpu_isas())
+        assert f"| Kernels of the sparse model | sparseqa's, {isa} path (this CPU runs: {isas}) |" in text
+    else:
+        assert "| Kernels of the sparse model | OpenVINO's" in text
+    assert f"| Why | {decision.reason} |" in text
+    assert f"| Measured medians | {decision.medians_text()} |" in text
+    assert "measured at load" in text and "cached for this machine" in text
 
-    assert service.sparse.kernels == "sparseqa"
-    assert f"| Sparse 1x4 kernels | sparseqa's, {isa} path (this CPU runs: {', '.join(native.cpu_isas())}) |" in text
-    assert f"1x4 block-sparse int8 kernels ({isa})" in text and "the zeros themselves save time here" in text
-    assert "save no time" not in text
+
+AVX2_ONLY = Machine("Some AVX2 CPU", 2, 2, False, False, False, "fp32", flags=("avx2",))
+VNNI = Machine("AMD EPYC", 2, 2, True, True, False, "bf16", flags=("avx2", "avx512_vnni"))
+AMX = Machine("Intel Xeon (AMX)", 2, 2, True, True, True, "bf16", flags=("avx512_vnni", "amx_int8"))
+# Medians (ms) at 128 and 384 tokens: the AMX Xeon's from issue 17, Zen 5's from the README's bench run.
+MEASURED = {
+    "amx": (AMX, {"openvino": (21.7, 106.3), "sparseqa": (27.4, 116.2), "openvino-sparse-weights": (23.5, 113.7)}),
+    "vnni": (VNNI, {"openvino": (17.7, 51.1), "sparseqa": (11.5, 34.1)}),
+    "avx2-only": (AVX2_ONLY, {"openvino": (60.0, 200.0), "sparseqa": (58.9, 197.0)}),
+}
 
 
-def test_about_this_machine_says_why_openvinos_kernels_run(service):
-    fallback = "OpenVINO kernels: the sparseqa kernels are unavailable (no C++ compiler found)"
+def with_decision(service: QAService, medians: dict[str, tuple[float, float]]) -> QAService:
+    """The same service, its sparse engine as if `auto` had measured ``medians`` (ms at 128 and 384 tokens)."""
+    from sparseqa.choice import SEQ_LENS, KernelDecision, decide
+    from sparseqa.timing import LatencyStats
+
+    stats = {
+        (name, length): LatencyStats.from_samples([median * factor for factor in (0.99, 1.0, 1.01)])
+        for name, values in medians.items()
+        for length, median in zip(SEQ_LENS, values)
+    }
+    chosen, reason, noise = decide(stats)
+    by_name = {name: dict(zip(SEQ_LENS, values)) for name, values in medians.items()}
     sparse = copy.copy(service.sparse)
-    sparse.kernels, sparse.kernel_isa, sparse.kernel_fallback = "openvino", None, fallback
-    without = QAService(service.settings, sparse, service.dense)
-    text = machine_text(without, PageFacts.gather(without))
+    sparse.kernel_choice = KernelDecision(chosen, "measured", reason, by_name, noise, 3, 4.2, "2026-12-01T00:00:00")
+    sparse.kernels = "sparseqa" if chosen == "sparseqa" else "openvino"
+    sparse.kernel_isa = "avx2" if chosen == "sparseqa" else None
+    sparse.sparse_weight_decompression = chosen == "openvino-sparse-weights"
+    sparse.kernel_fallback = None if chosen == "sparseqa" else reason
+    return QAService(service.settings, sparse, service.dense)
 
-    assert f"| Sparse 1x4 kernels | {fallback} |" in text
-    assert "1x4 block-sparse int8 kernels (" not in text
+@pytest.mark.parametrize("name", list(MEASURED))
+def test_about_this_machine_on_faked_cpus_says_what_was_measured_without_contradictions(service, name, monkeypatch):
+    import sparseqa.interface as interface
+
+    monkeypatch.setattr(interface, "latest_bench", lambda cpu, model: None)
+    cpu, medians = MEASURED[name]
+    faked = with_decision(service, medians)
+    text = machine_text(faked, dataclasses.replace(PageFacts.gather(faked), machine=cpu))
+
+    assert f"| CPU | {cpu.cpu} |" in text
+    chosen = faked.sparse.kernel_choice.chosen
+    assert chosen == {"amx": "openvino", "vnni": "sparseqa", "avx2-only": "openvino"}[name]
+    if name == "amx":
+        assert "| Sparse weight decompression | available (AMX); off for the sparse model" in text
+        decompression = "With OpenVINO's sparse weight decompression the zeros cost time (0.92x at 128 tokens, 0.93x at"
+        assert decompression in text
+        assert "With sparseqa's kernels the zeros cost time (0.79x at 128 tokens, 0.91x at 384)" in text
+    else:
+        assert "| Sparse weight decompression | not available (it needs AMX) |" in text
+    if name == "vnni":
+        assert "With sparseqa's kernels the zeros saved time (1.54x at 128 tokens, 1.50x at 384)" in text
+    if name == "avx2-only":
+        assert "With sparseqa's kernels the zeros bought nothing measurable (1.02x at 128 tokens, 1.02x at 384)" in text
+    assert ("sparse weight decompression on" in text) == faked.sparse.sparse_weight_decompression
+    assert "has not been measured yet: the Benchmark tab" in text
+
+
+@given(
+    plain=st.tuples(st.floats(5.0, 200.0), st.floats(5.0, 200.0)),
+    slowdown=st.tuples(st.floats(0.5, 1.0), st.floats(0.5, 1.0)),
+    amx=st.booleans(),
+)
+@settings(max_examples=60, deadline=None)
+def test_the_page_and_ask_never_claim_the_zeros_save_time_when_the_measurement_says_they_do_not(
+    service, kestrel_comparison, plain, slowdown, amx
+):
+    import sparseqa.interface as interface
+
+    # The sparse paths ran at most as fast as OpenVINO's kernels (speed ratios in slowdown, at most 1).
+    medians = {"openvino": plain, "sparseqa": tuple(time / ratio for time, ratio in zip(plain, slowdown))}
+    if amx:
+        medians["openvino-sparse-weights"] = tuple(time / ratio for time, ratio in zip(plain, reversed(slowdown)))
+    faked = with_decision(service, medians)
+    previous, interface.latest_bench = interface.latest_bench, lambda cpu, model: None
+    try:
+        page = machine_text(faked, dataclasses.replace(PageFacts.gather(faked), machine=AMX if amx else VNNI))
+    finally:
+        interface.latest_bench = previous
+    answered = dataclasses.replace(kestrel_comparison, sparse=dataclasses.replace(
+        kestrel_comparison.sparse, kernel_choice=faked.sparse.kernel_choice))  # fmt: skip
+    said = [page, summary_text(answered), answered.table().to_string(), json.dumps(answered.as_dict())]
+    for text in said:
+        assert "saved time" not in text and "save time" not in text and "saves time" not in text
+    assert faked.sparse.kernel_choice.chosen == "openvino"
+    assert "OpenVINO's kernels: no other candidate was faster" in said[3]
 
 
 OTHER = {"1x4": "4x1", "4x1": "1x4"}
