@@ -275,6 +275,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         SYNTHETIC_EVAL_NOTE,
         compare_configurations,
         compare_table,
+        evaluate_configuration,
         load_hub_squad,
         load_squad,
         results_dir,
@@ -283,6 +284,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     check_eval_arguments(args)
     sparse, dense = chosen_models(args)
+    if args.ray:
+        from .ray_eval import ray_evaluator  # imports Ray: only for --ray
+
+        evaluate = ray_evaluator(args.ray_address, args.ray_workers, args.threads)
+    else:
+        evaluate = evaluate_configuration
     questions, data = (load_hub_squad(), HUB_DATA) if args.hub else (load_squad(args.data), args.data)
     questions = questions[: args.limit]
     if not questions:
@@ -299,6 +306,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         decoding=args.decoding,
         threads=args.threads,
         report=lambda line: print(line, file=sys.stderr),
+        evaluate=evaluate,
     )
     synthetic = any(run.synthetic for run in runs)
     if args.compare:
@@ -361,11 +369,13 @@ def check_eval_arguments(args: argparse.Namespace) -> None:
         )
     if args.compare and args.predictions_out:
         raise UsageError("--predictions-out writes one configuration's answers: drop it or --compare")
+    if not args.ray and (args.ray_address or args.ray_workers is not None):
+        raise UsageError("--ray-address and --ray-workers go with --ray")
     if not args.compare and args.dense_model:
         raise UsageError("--dense-model is only used with --compare")
     if args.runtime == "pytorch" and args.precision == "int8":
         raise UsageError("int8 runs on OpenVINO only: use --runtime openvino or --precision fp32")
-    for option, value in (("--limit", args.limit), ("--threads", args.threads)):
+    for option, value in (("--limit", args.limit), ("--threads", args.threads), ("--ray-workers", args.ray_workers)):
         if value is not None and value < 1:
             raise UsageError(f"{option} must be at least 1")
     for option, path in (("--json", args.json), ("--predictions-out", args.predictions_out)):
@@ -492,12 +502,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(default); demo: the answers the demo shows",
     )
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
-    evaluate.add_argument("--threads", type=int, help="inference threads (default: physical cores)")
+    evaluate.add_argument(
+        "--threads", type=int, help="inference threads (default: physical cores; with --ray: per worker, default 1)"
+    )
     evaluate.add_argument("--json", metavar="OUT.json", help="write the scores and speed as JSON")
     evaluate.add_argument(
         "--predictions-out", metavar="PRED.json", help="write {question id: answer} as the official script reads"
     )
     add_kernels_argument(evaluate)
+    evaluate.add_argument(
+        "--ray", action="store_true", help="spread the questions over Ray workers, one engine each (--threads each)"
+    )
+    evaluate.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start a local one)")
+    evaluate.add_argument(
+        "--ray-workers", type=int, metavar="N", help="Ray workers (default: as many as the cluster's CPUs hold)"
+    )
     evaluate.set_defaults(run=cmd_eval)
 
     score = commands.add_parser("score", help="official SQuAD v1.1 EM and F1 of any predictions file")
