@@ -383,6 +383,27 @@ def check_eval_arguments(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} {path}: its directory does not exist; create it or choose another path")
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The web demo on Ray Serve replicas (``ray_serve``; imports Ray and Gradio only for this command)."""
+    from .ray_serve import main as serve_main
+
+    return serve_main(args.serve_args)
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    """Load-test a running demo's /ask (``loadtest``) at each level of --clients."""
+    from .loadtest import check_loopback, main as loadtest_main
+
+    try:
+        levels = [int(level) for level in args.clients.split(",")]
+    except ValueError:
+        raise UsageError(f"--clients {args.clients!r} is not a comma-separated list of whole numbers") from None
+    if min(levels) < 1 or args.requests < 1 or args.runs < 1 or args.timeout <= 0:
+        raise UsageError("--clients, --requests, --runs and --timeout must be positive")
+    check_loopback(args.url)
+    return loadtest_main(args.url, levels, args.requests, args.runs, args.timeout, args.json)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     """Official SQuAD v1.1 EM and F1 of a predictions file ({question id: answer text}) against a data file."""
     from .evaluate import load_predictions, load_squad, score_predictions
@@ -518,6 +539,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--ray-workers", type=int, metavar="N", help="Ray workers (default: as many as the cluster's CPUs hold)"
     )
     evaluate.set_defaults(run=cmd_eval)
+
+    serve = commands.add_parser(
+        "serve",
+        help="the web demo, its models answered by replicas on Ray Serve (serve --help lists the options)",
+        add_help=False,
+        prefix_chars="\0",  # every argument goes to serve's own parser (app.py's options and the replicas')
+    )
+    serve.add_argument("serve_args", nargs=argparse.REMAINDER)
+    serve.set_defaults(run=cmd_serve)
+
+    loadtest = commands.add_parser(
+        "loadtest", help="throughput and p50/p90 latency of a running demo's /ask under concurrent clients"
+    )
+    loadtest.add_argument("--url", default="http://127.0.0.1:7860/", help="the demo on this machine (default %(default)s)")
+    loadtest.add_argument(
+        "--clients", default="8,16,32", help="concurrent clients, one level after another (default %(default)s)"
+    )
+    loadtest.add_argument("--requests", type=int, default=64, help="questions per level (default %(default)s)")
+    loadtest.add_argument("--runs", type=int, default=3, help="timed runs per model per question (default 3, the page's)")
+    loadtest.add_argument("--timeout", type=float, default=300.0, help="seconds one request may take (default 300)")
+    loadtest.add_argument("--json", metavar="OUT.json", help="write every level's numbers as JSON")
+    loadtest.set_defaults(run=cmd_loadtest)
 
     score = commands.add_parser("score", help="official SQuAD v1.1 EM and F1 of any predictions file")
     score.add_argument("--data", required=True, metavar="FILE.json", help="the SQuAD v1.1 file the predictions answer")
