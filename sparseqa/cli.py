@@ -552,12 +552,16 @@ def build_parser() -> argparse.ArgumentParser:
     loadtest = commands.add_parser(
         "loadtest", help="throughput and p50/p90 latency of a running demo's /ask under concurrent clients"
     )
-    loadtest.add_argument("--url", default="http://127.0.0.1:7860/", help="the demo on this machine (default %(default)s)")
+    loadtest.add_argument(
+        "--url", default="http://127.0.0.1:7860/", help="the demo on this machine (default %(default)s)"
+    )
     loadtest.add_argument(
         "--clients", default="8,16,32", help="concurrent clients, one level after another (default %(default)s)"
     )
     loadtest.add_argument("--requests", type=int, default=64, help="questions per level (default %(default)s)")
-    loadtest.add_argument("--runs", type=int, default=3, help="timed runs per model per question (default 3, the page's)")
+    loadtest.add_argument(
+        "--runs", type=int, default=3, help="timed runs per model per question (default 3, the page's)"
+    )
     loadtest.add_argument("--timeout", type=float, default=300.0, help="seconds one request may take (default 300)")
     loadtest.add_argument("--json", metavar="OUT.json", help="write every level's numbers as JSON")
     loadtest.set_defaults(run=cmd_loadtest)

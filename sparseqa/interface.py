@@ -128,6 +128,8 @@ def summary_text(comparison: Comparison) -> str:
             f"{sparse_part}, **{comparison.speedup:.2f}x** the speed of the **{card_for(dense.model).label}** model "
             f"({dense.runtime} {dense.precision}, {dense_latency.median_ms:.1f} ms). {agreement}"
         )
+    if comparison.served_by is not None:
+        lines.append(f"Served by {comparison.served_by.text()}.")
     return "\n\n".join(lines)
 
 

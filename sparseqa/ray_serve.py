@@ -215,7 +215,9 @@ class ServeOptions:
         """Refuse options that do not fit together, in one line."""
         autoscaling = self.min_replicas is not None or self.max_replicas is not None
         if autoscaling and self.replicas is not None:
-            raise ClusterError("--replicas is a fixed count; --min-replicas/--max-replicas autoscale: pass one or the other")
+            raise ClusterError(
+                "--replicas is a fixed count; --min-replicas/--max-replicas autoscale: pass one or the other"
+            )
         if autoscaling and (self.min_replicas is None or self.max_replicas is None):
             raise ClusterError("autoscaling takes both --min-replicas and --max-replicas")
         for option, value in (
@@ -282,7 +284,9 @@ def serve_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPa
         "--threads-per-replica", type=int, default=1, help="inference threads (and Ray CPUs) per replica (default 1)"
     )
     group.add_argument(
-        "--ray-address", metavar="ADDR", help="join this Ray cluster (HOST:PORT); default: start a local one on 127.0.0.1"
+        "--ray-address",
+        metavar="ADDR",
+        help="join this Ray cluster (HOST:PORT); default: start a local one on 127.0.0.1",
     )
     return parser
 

@@ -117,8 +117,13 @@ class ServedBy:
     replica: str
     replicas_on_node: int | None = None  # of this deployment, this one included; None: not known
 
+    def label(self) -> str:
+        """A short cell for the latency table: the replica, its node, and how many replicas share that node."""
+        shared = f", 1 of {self.replicas_on_node} sharing its cores" if (self.replicas_on_node or 0) > 1 else ""
+        return f"replica {self.replica} on {self.node}{shared}"
+
     def text(self) -> str:
-        """One line for the latency table; says so when replicas share a machine, whose timings then mix."""
+        """One line for the page; says so when replicas share a machine, whose timings then disturb each other."""
         line = f"replica {self.replica} on {self.node}"
         if self.replicas_on_node and self.replicas_on_node > 1:
             others = self.replicas_on_node - 1
@@ -129,8 +134,13 @@ class ServedBy:
         return line
 
     def as_dict(self) -> dict:
-        return {"node": self.node, "node_id": self.node_id, "replica": self.replica,
-                "replicas_on_node": self.replicas_on_node}
+        """Plain values for the JSON result."""
+        return {
+            "node": self.node,
+            "node_id": self.node_id,
+            "replica": self.replica,
+            "replicas_on_node": self.replicas_on_node,
+        }
 
 
 @dataclass(frozen=True)
@@ -178,7 +188,7 @@ class Comparison:
             )
         table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
         if self.served_by is not None:
-            table[SERVED_BY_COLUMN] = self.served_by.text()
+            table[SERVED_BY_COLUMN] = self.served_by.label()
         return table
 
     def as_dict(self) -> dict:

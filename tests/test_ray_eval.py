@@ -100,3 +100,17 @@ def test_a_wrong_ray_address_is_a_one_line_error_at_once():
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert f"cannot join the Ray cluster at 127.0.0.1:{port}" in done.stderr
+
+
+def test_the_app_and_the_other_commands_start_without_importing_ray():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, app, sparseqa.cli, sparseqa.interface; sparseqa.cli.build_parser(); "
+        "print(sorted(name for name in sys.modules if name == 'ray' or name.startswith('ray.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
