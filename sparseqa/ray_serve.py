@@ -49,6 +49,7 @@ REQUESTS_PER_REPLICA = 2
 # Seconds a request may wait for a replica beyond the service's own request timeout (queueing, a replica restarting).
 ROUTING_SLACK_S = 30.0
 PLACEMENT_TTL_S = 10.0
+RETRY_PAUSE_S = 0.5
 
 
 class QAModels:
@@ -172,9 +173,9 @@ class ReplicatedService(QAService):
                 if time.monotonic() >= deadline:
                     raise RequestTimeout("the replica answering stopped and none took over in time: ask again")
                 log.warning("the replica answering stopped; asking another")
-        served_by = comparison.served_by
-        return replace(comparison, served_by=replace(served_by, replicas_on_node=self.placement.replicas_on(
-            served_by.node_id)))
+                time.sleep(RETRY_PAUSE_S)  # until Serve stops routing to the dead replica
+        sharing = self.placement.replicas_on(comparison.served_by.node_id)
+        return replace(comparison, served_by=replace(comparison.served_by, replicas_on_node=sharing))
 
     def benchmark(self, settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
         """The web benchmark on one replica (its machine), with its progress streamed back."""
@@ -301,8 +302,9 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     parser = serve_parser(environ)
     args = parser.parse_args(argv)
     app = options_from_args(parser, args, environ)
-    options = ServeOptions(args.replicas, args.min_replicas, args.max_replicas, args.threads_per_replica,
-                           args.ray_address)
+    options = ServeOptions(
+        args.replicas, args.min_replicas, args.max_replicas, args.threads_per_replica, args.ray_address
+    )
     quiet_libraries()
     try:
         print(f"starting the replicas on Ray Serve ({_replicas_text(options)}), each loading the models ...")
