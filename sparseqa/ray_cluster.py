@@ -11,6 +11,8 @@ import logging
 import os
 import socket
 
+from .runtimes import QAEngine
+
 
 class ClusterError(RuntimeError):
     """The cluster cannot be reached or cannot hold what was asked; the message says what to do."""
@@ -80,3 +82,19 @@ def node_ip() -> str:
     import ray
 
     return ray.util.get_node_ip_address()
+
+
+def engine_facts(engine: QAEngine) -> QAEngine:
+    """What a loaded engine is, without its compiled model: a plain ``QAEngine`` that pickles across processes."""
+    return QAEngine(
+        model_id=engine.model_id,
+        runtime=engine.runtime,
+        precision=engine.precision,
+        tokenizer=None,
+        input_names=list(engine.input_names),
+        threads=engine.threads,
+        notes=list(engine.notes),
+        kernels=engine.kernels,
+        kernel_isa=engine.kernel_isa,
+        kernel_fallback=engine.kernel_fallback,
+    )

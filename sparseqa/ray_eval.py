@@ -22,28 +22,12 @@ from collections import deque
 from collections.abc import Callable
 
 from .evaluate import EvalRun, QuestionOutcome, SquadQuestion, answer_question, scored_run, warm_up
-from .ray_cluster import ClusterError, connect, node_ip, require_cpus
+from .ray_cluster import ClusterError, connect, engine_facts, node_ip, require_cpus
 from .runtimes import QAEngine
 
 # A dead worker is replaced this many times per configuration before the run gives up (a crash loop is a bug).
 MAX_REPLACEMENTS = 4
 IN_FLIGHT_PER_WORKER = 2
-
-
-def engine_facts(engine: QAEngine) -> QAEngine:
-    """What a loaded engine is, without its compiled model: a plain ``QAEngine`` that pickles across processes."""
-    return QAEngine(
-        model_id=engine.model_id,
-        runtime=engine.runtime,
-        precision=engine.precision,
-        tokenizer=None,
-        input_names=list(engine.input_names),
-        threads=engine.threads,
-        notes=list(engine.notes),
-        kernels=engine.kernels,
-        kernel_isa=engine.kernel_isa,
-        kernel_fallback=engine.kernel_fallback,
-    )
 
 
 class EvalWorker:

@@ -27,6 +27,7 @@ import argparse
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -35,7 +36,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from .bench import BenchResult, BenchSettings, ProgressCallback
-from .ray_cluster import ClusterError, connect, node_ip, require_cpus
+from .ray_cluster import ClusterError, connect, engine_facts, node_ip, require_cpus
 from .runtimes import QAEngine
 from .service import Comparison, QAService, ServedBy, Settings
 from .timing import RequestTimeout
@@ -71,8 +72,6 @@ class QAModels:
 
     def describe(self) -> tuple[Settings, QAEngine | None, QAEngine | None, str | None]:
         """The loaded service without its compiled models: what the page shows about them."""
-        from .ray_eval import engine_facts
-
         service = self.service
         sparse, dense = (engine_facts(engine) if engine else None for engine in (service.sparse, service.dense))
         return service.settings, sparse, dense, service.load_error
@@ -314,6 +313,7 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
         return 1
     if service.load_error:
         print(f"warning: {service.load_error}")
+    signal.signal(signal.SIGTERM, _stop)  # a service manager's stop ends the page and the replicas like Ctrl-C
     try:
         demo = build_demo(service, handle_facts(service))
         launch(
@@ -329,6 +329,10 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     finally:
         serve.delete(APP_NAME)
     return 0
+
+
+def _stop(_signal: int, _frame) -> None:
+    raise KeyboardInterrupt
 
 
 def handle_facts(service: ReplicatedService):

@@ -114,3 +114,23 @@ def test_the_app_and_the_other_commands_start_without_importing_ray():
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_eval_ray_compare_runs_every_configuration_across_the_cluster(
+    local_ray, tiny_sparse_model, tiny_dense_model, tmp_path, capsys
+):
+    def compare(*ray_args: str) -> dict:
+        out = tmp_path / f"compare{len(ray_args)}.json"
+        code = main(["eval", "--compare", "--model", str(tiny_sparse_model), "--dense-model", str(tiny_dense_model),
+                     "--data", str(TINY), "--threads", "1", "--json", str(out), *ray_args])
+        assert code == 0, capsys.readouterr().err
+        return json.loads(out.read_text(encoding="utf-8"))
+
+    def scores(result: dict) -> list[tuple]:
+        return [(run["model"], run["runtime"], run["precision"], run["kernels"], run["exact_match"], run["f1"],
+                 run["agreement"]) for run in result["configurations"]]
+
+    alone, spread = compare(), compare("--ray", "--ray-workers", "2")
+    assert scores(spread) == scores(alone)
+    assert len(spread["configurations"]) >= 3
+    assert capsys.readouterr().err.count("Ray workers of 1 threads") == len(spread["configurations"])
