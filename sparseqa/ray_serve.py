@@ -306,6 +306,7 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     )
     quiet_libraries()
     try:
+        options.check()
         print(f"starting the replicas on Ray Serve ({_replicas_text(options)}), each loading the models ...")
         service = deploy(app.settings, options)
     except ClusterError as problem:

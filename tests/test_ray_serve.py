@@ -153,3 +153,31 @@ def test_loadtest_counts_both_replicas(served):
     result = run_level(served.url, clients=4, requests=8, runs=1, timeout_s=CLIENT_TIMEOUT_S)
     assert (result.answered, result.failed) == (8, 0)
     assert result.replicas_seen == 2
+
+
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        ((2, None, 3, 1, None), "--replicas is a fixed count; --min-replicas/--max-replicas autoscale"),
+        ((None, 1, None, 1, None), "autoscaling takes both --min-replicas and --max-replicas"),
+        ((None, 4, 2, 1, None), "--min-replicas must be between 0 and --max-replicas"),
+        ((0, None, None, 1, None), "--replicas must be at least 1"),
+        ((1, None, None, 0, None), "--threads-per-replica must be at least 1"),
+    ],
+)
+def test_replica_options_that_do_not_fit_are_one_line_errors(options, says):
+    from sparseqa.ray_serve import ServeOptions
+
+    with pytest.raises(ClusterError, match=says):
+        ServeOptions(*options).check()
+
+
+def test_autoscaling_options_become_serves_autoscaling_config():
+    from sparseqa.ray_serve import ServeOptions
+
+    config = ServeOptions(None, 1, 4, 2, None).deployment_options()
+    assert config["autoscaling_config"]["min_replicas"] == 1
+    assert config["autoscaling_config"]["max_replicas"] == 4
+    assert config["ray_actor_options"] == {"num_cpus": 2}
+    assert "num_replicas" not in config
+    assert ServeOptions(3, None, None, 1, None).deployment_options()["num_replicas"] == 3
