@@ -84,6 +84,20 @@ def node_ip() -> str:
     return ray.util.get_node_ip_address()
 
 
+def live_actors(class_name: str) -> list:
+    """The connected cluster's live actors of ``class_name`` (Ray's state API, which needs the dashboard).
+
+    The cluster's address is passed on: left to itself the state API may find another cluster on this machine.
+    """
+    import ray
+    from ray.util.state import list_actors
+
+    return list_actors(
+        address=ray.get_runtime_context().gcs_address,
+        filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")],
+    )
+
+
 def engine_facts(engine: QAEngine) -> QAEngine:
     """What a loaded engine is, without its compiled model: a plain ``QAEngine`` that pickles across processes."""
     return QAEngine(

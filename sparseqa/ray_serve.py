@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from .bench import BenchResult, BenchSettings, ProgressCallback
-from .ray_cluster import ClusterError, connect, engine_facts, node_ip, require_cpus
+from .ray_cluster import ClusterError, connect, engine_facts, live_actors, node_ip, require_cpus
 from .runtimes import QAEngine
 from .service import Comparison, QAService, ServedBy, Settings
 from .timing import RequestTimeout
@@ -127,12 +127,8 @@ class ReplicaPlacement:
 
     @staticmethod
     def _read() -> Counter[str]:
-        from ray.util.state import list_actors
-
         try:
-            actors = list_actors(
-                filters=[("class_name", "=", f"ServeReplica:{APP_NAME}:{DEPLOYMENT_NAME}"), ("state", "=", "ALIVE")]
-            )
+            actors = live_actors(f"ServeReplica:{APP_NAME}:{DEPLOYMENT_NAME}")
         except Exception as problem:  # no dashboard on this cluster: the page then just says nothing about sharing
             log.warning("cannot read where the replicas run: %s", problem)
             return Counter()

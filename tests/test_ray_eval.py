@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -35,9 +36,7 @@ def test_eval_ray_writes_the_predictions_of_the_one_process_eval(local_ray, tiny
 
 
 def test_a_worker_killed_mid_run_has_its_questions_rerun_and_each_answered_once(local_ray, tiny_sparse_model):
-    import ray
-    from ray.util.state import list_actors
-
+    from sparseqa.ray_cluster import live_actors
     from sparseqa.ray_eval import evaluate_on_ray
 
     questions = load_squad(TINY)
@@ -50,10 +49,9 @@ def test_a_worker_killed_mid_run_has_its_questions_rerun_and_each_answered_once(
         delivered.update(outcome.id for outcome in outcomes)
         if killed:
             return
-        alive = list_actors(filters=[("class_name", "=", "EvalWorker"), ("state", "=", "ALIVE")])
-        busy = [actor for actor in alive if actor.pid]
-        os.kill(busy[0].pid, signal.SIGKILL)
-        killed.append(busy[0].pid)
+        worker = live_actors("EvalWorker")[0]  # each has chunks in flight (chunks of 1, two per worker)
+        os.kill(worker.pid, signal.SIGKILL)
+        killed.append(worker.pid)
 
     run = evaluate_on_ray(
         configuration, questions, str(TINY), threads=1, workers=2, chunk_size=1, progress=False,
@@ -66,7 +64,10 @@ def test_a_worker_killed_mid_run_has_its_questions_rerun_and_each_answered_once(
     assert set(delivered.values()) == {1}
     assert run.predictions == expected.predictions
     assert run.n == len(questions)
-    assert not ray.util.state.list_actors(filters=[("class_name", "=", "EvalWorker"), ("state", "=", "ALIVE")])
+    deadline = time.monotonic() + 60  # the workers are stopped (ray.kill returns before they are gone)
+    while live_actors("EvalWorker") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not live_actors("EvalWorker")
 
 
 def test_more_workers_than_the_cluster_has_cpus_is_a_one_line_error(local_ray, tiny_sparse_model, capsys):

@@ -87,7 +87,7 @@ def test_32_concurrent_visitors_get_the_sequential_answers_from_both_replicas(se
 
 def test_a_replica_killed_under_load_fails_or_retries_its_requests_and_serve_replaces_it(served):
     from ray import serve
-    from ray.util.state import list_actors
+    from sparseqa.ray_cluster import live_actors
 
     from sparseqa.ray_serve import APP_NAME, DEPLOYMENT_NAME
 
@@ -102,9 +102,7 @@ def test_a_replica_killed_under_load_fails_or_retries_its_requests_and_serve_rep
             outcome = problem
         return time.monotonic() - began, outcome
 
-    replicas = list_actors(
-        filters=[("class_name", "=", f"ServeReplica:{APP_NAME}:{DEPLOYMENT_NAME}"), ("state", "=", "ALIVE")]
-    )
+    replicas = live_actors(f"ServeReplica:{APP_NAME}:{DEPLOYMENT_NAME}")
     with ThreadPoolExecutor(max_workers=8) as pool:
         futures = [pool.submit(timed_ask, index) for index in range(16)]
         time.sleep(1.0)
