@@ -307,6 +307,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         SYNTHETIC_EVAL_NOTE,
         compare_configurations,
         compare_table,
+        evaluate_configuration,
         load_hub_squad,
         load_squad,
         results_dir,
@@ -315,6 +316,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     check_eval_arguments(args)
     sparse, dense = chosen_models(args)
+    if args.ray:
+        from .ray_eval import ray_evaluator  # imports Ray: only for --ray
+
+        evaluate = ray_evaluator(args.ray_address, args.ray_workers, args.threads)
+    else:
+        evaluate = evaluate_configuration
     questions, data = (load_hub_squad(), HUB_DATA) if args.hub else (load_squad(args.data), args.data)
     questions = questions[: args.limit]
     if not questions:
@@ -331,6 +338,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         decoding=args.decoding,
         threads=args.threads,
         report=lambda line: print(line, file=sys.stderr),
+        evaluate=evaluate,
     )
     synthetic = any(run.synthetic for run in runs)
     if args.compare:
@@ -393,16 +401,39 @@ def check_eval_arguments(args: argparse.Namespace) -> None:
         )
     if args.compare and args.predictions_out:
         raise UsageError("--predictions-out writes one configuration's answers: drop it or --compare")
+    if not args.ray and (args.ray_address or args.ray_workers is not None):
+        raise UsageError("--ray-address and --ray-workers go with --ray")
     if not args.compare and args.dense_model:
         raise UsageError("--dense-model is only used with --compare")
     if args.runtime == "pytorch" and args.precision == "int8":
         raise UsageError("int8 runs on OpenVINO only: use --runtime openvino or --precision fp32")
-    for option, value in (("--limit", args.limit), ("--threads", args.threads)):
+    for option, value in (("--limit", args.limit), ("--threads", args.threads), ("--ray-workers", args.ray_workers)):
         if value is not None and value < 1:
             raise UsageError(f"{option} must be at least 1")
     for option, path in (("--json", args.json), ("--predictions-out", args.predictions_out)):
         if path and not Path(path).resolve().parent.is_dir():
             raise UsageError(f"{option} {path}: its directory does not exist; create it or choose another path")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The web demo on Ray Serve replicas (``ray_serve``; imports Ray and Gradio only for this command)."""
+    from .ray_serve import main as serve_main
+
+    return serve_main(args.serve_args)
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    """Load-test a running demo's /ask (``loadtest``) at each level of --clients."""
+    from .loadtest import check_loopback, main as loadtest_main
+
+    try:
+        levels = [int(level) for level in args.clients.split(",")]
+    except ValueError:
+        raise UsageError(f"--clients {args.clients!r} is not a comma-separated list of whole numbers") from None
+    if min(levels) < 1 or args.requests < 1 or args.runs < 1 or args.timeout <= 0:
+        raise UsageError("--clients, --requests, --runs and --timeout must be positive")
+    check_loopback(args.url)
+    return loadtest_main(args.url, levels, args.requests, args.runs, args.timeout, args.json)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -536,13 +567,48 @@ def build_parser() -> argparse.ArgumentParser:
         "(default); demo: the answers the demo shows",
     )
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
-    evaluate.add_argument("--threads", type=int, help="inference threads (default: physical cores)")
+    evaluate.add_argument(
+        "--threads", type=int, help="inference threads (default: physical cores; with --ray: per worker, default 1)"
+    )
     evaluate.add_argument("--json", metavar="OUT.json", help="write the scores and speed as JSON")
     evaluate.add_argument(
         "--predictions-out", metavar="PRED.json", help="write {question id: answer} as the official script reads"
     )
     add_kernels_argument(evaluate)
+    evaluate.add_argument(
+        "--ray", action="store_true", help="spread the questions over Ray workers, one engine each (--threads each)"
+    )
+    evaluate.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start a local one)")
+    evaluate.add_argument(
+        "--ray-workers", type=int, metavar="N", help="Ray workers (default: as many as the cluster's CPUs hold)"
+    )
     evaluate.set_defaults(run=cmd_eval)
+
+    serve = commands.add_parser(
+        "serve",
+        help="the web demo, its models answered by replicas on Ray Serve (serve --help lists the options)",
+        add_help=False,
+        prefix_chars="\0",  # every argument goes to serve's own parser (app.py's options and the replicas')
+    )
+    serve.add_argument("serve_args", nargs=argparse.REMAINDER)
+    serve.set_defaults(run=cmd_serve)
+
+    loadtest = commands.add_parser(
+        "loadtest", help="throughput and p50/p90 latency of a running demo's /ask under concurrent clients"
+    )
+    loadtest.add_argument(
+        "--url", default="http://127.0.0.1:7860/", help="the demo on this machine (default %(default)s)"
+    )
+    loadtest.add_argument(
+        "--clients", default="8,16,32", help="concurrent clients, one level after another (default %(default)s)"
+    )
+    loadtest.add_argument("--requests", type=int, default=64, help="questions per level (default %(default)s)")
+    loadtest.add_argument(
+        "--runs", type=int, default=3, help="timed runs per model per question (default 3, the page's)"
+    )
+    loadtest.add_argument("--timeout", type=float, default=300.0, help="seconds one request may take (default 300)")
+    loadtest.add_argument("--json", metavar="OUT.json", help="write every level's numbers as JSON")
+    loadtest.set_defaults(run=cmd_loadtest)
 
     score = commands.add_parser("score", help="official SQuAD v1.1 EM and F1 of any predictions file")
     score.add_argument("--data", required=True, metavar="FILE.json", help="the SQuAD v1.1 file the predictions answer")

@@ -345,6 +345,36 @@ def model_key(model: str) -> str:
     return str(Path(model).resolve()) if os.path.isdir(model) else model
 
 
+@dataclass(frozen=True)
+class QuestionOutcome:
+    """What one question got: the prediction, the chosen span and its latency (None when no span was chosen)."""
+
+    id: str
+    prediction: str
+    span: tuple[int, int] | None = None
+    latency_ms: float | None = None
+    kind: str = "answered"  # answered, unanswered (the model could not take it) or no_span
+
+
+def answer_question(engine, question: SquadQuestion, decoding: str) -> QuestionOutcome:
+    """Answer one question as ``evaluate_engine`` scores it (see there for ``unanswered`` and ``no_span``)."""
+    from .decoding import RUN_QA_NO_SPAN, InputError, NoSpanError
+
+    try:
+        answer = engine.answer(question.question, question.context, decoding_method=decoding)
+    except InputError:
+        return QuestionOutcome(question.id, "", kind="unanswered")
+    except NoSpanError:
+        return QuestionOutcome(question.id, RUN_QA_NO_SPAN, kind="no_span")
+    return QuestionOutcome(question.id, answer.text, (answer.start, answer.end), answer.timings.total_ms)
+
+
+def warm_up(engine, questions: list[SquadQuestion], decoding: str) -> None:
+    """One untimed answer: the first inference allocates and tunes, which is no question's cost."""
+    for question in questions[:1]:
+        answer_question(engine, question, decoding)
+
+
 def evaluate_engine(
     engine, questions: list[SquadQuestion], data: str, *, decoding: str = "run_qa", progress: bool = True
 ) -> EvalRun:
@@ -359,34 +389,24 @@ def evaluate_engine(
     """
     from tqdm import tqdm
 
-    from .decoding import RUN_QA_NO_SPAN, InputError, NoSpanError
-
-    predictions: dict[str, str] = {}
-    spans: dict[str, tuple[int, int]] = {}
-    latencies_ms: list[float] = []
-    unanswered = no_span = 0
-    # One untimed answer first: the first inference allocates and tunes, which is no question's cost.
-    for question in questions[:1]:
-        try:
-            engine.answer(question.question, question.context, decoding_method=decoding)
-        except (InputError, NoSpanError):
-            pass
+    warm_up(engine, questions, decoding)
     began = time.perf_counter()
-    for question in tqdm(questions, desc=engine.label, unit="q", disable=not progress, file=sys.stderr):
-        try:
-            answer = engine.answer(question.question, question.context, decoding_method=decoding)
-        except InputError:
-            unanswered += 1
-            predictions[question.id] = ""
-            continue
-        except NoSpanError:
-            no_span += 1
-            predictions[question.id] = RUN_QA_NO_SPAN
-            continue
-        predictions[question.id] = answer.text
-        spans[question.id] = (answer.start, answer.end)
-        latencies_ms.append(answer.timings.total_ms)
-    elapsed = time.perf_counter() - began
+    outcomes = [
+        answer_question(engine, question, decoding)
+        for question in tqdm(questions, desc=engine.label, unit="q", disable=not progress, file=sys.stderr)
+    ]
+    return scored_run(engine, questions, data, decoding, outcomes, time.perf_counter() - began)
+
+
+def scored_run(
+    engine, questions: list[SquadQuestion], data: str, decoding: str, outcomes: list[QuestionOutcome], elapsed: float
+) -> EvalRun:
+    """The EvalRun of ``engine``'s ``outcomes`` (one per question, any order) answered in ``elapsed`` seconds."""
+    order = {question.id: index for index, question in enumerate(questions)}
+    outcomes = sorted(outcomes, key=lambda outcome: order[outcome.id])
+    predictions = {outcome.id: outcome.prediction for outcome in outcomes}
+    spans = {outcome.id: outcome.span for outcome in outcomes if outcome.span is not None}
+    latencies_ms = [outcome.latency_ms for outcome in outcomes if outcome.latency_ms is not None]
     scores = score_predictions(questions, predictions)
     return EvalRun(
         model=model_key(engine.model_id),
@@ -399,8 +419,8 @@ def evaluate_engine(
         exact_match=float(scores["exact_match"]),
         f1=float(scores["f1"]),
         n=int(scores["n"]),
-        unanswered=unanswered,
-        no_span=no_span,
+        unanswered=sum(outcome.kind == "unanswered" for outcome in outcomes),
+        no_span=sum(outcome.kind == "no_span" for outcome in outcomes),
         questions_per_second=len(questions) / elapsed if elapsed > 0 else 0.0,
         median_latency_ms=float(statistics.median(latencies_ms)) if latencies_ms else 0.0,
         synthetic=engine.synthetic,
@@ -421,6 +441,26 @@ def compare_configurations(sparse: str, dense: str) -> list[tuple[str, str, str,
     ]
 
 
+def evaluate_configuration(
+    configuration: tuple[str, str, str, str | None],
+    questions: list[SquadQuestion],
+    data: str,
+    *,
+    decoding: str = "run_qa",
+    threads: int | None = None,
+    progress: bool = True,
+) -> EvalRun:
+    """Load one (model, runtime, precision, kernels) in this process and answer ``questions`` with it.
+
+    Raises ``ModelLoadError`` or ``ValueError`` from loading.
+    """
+    from .runtimes import load_engine
+
+    model, runtime, precision, kernels = configuration
+    engine = load_engine(model, runtime, precision, threads=threads, kernels=kernels)
+    return evaluate_engine(engine, questions, data, decoding=decoding, progress=progress)
+
+
 def run_configurations(
     configurations: list[tuple[str, str, str, str | None]],
     questions: list[SquadQuestion],
@@ -430,27 +470,26 @@ def run_configurations(
     threads: int | None = None,
     report: Callable[[str], None] = print,
     progress: bool = True,
+    evaluate: Callable[..., EvalRun] = evaluate_configuration,
 ) -> list[EvalRun]:
     """Load each (model, runtime, precision, kernels) in turn, answer ``questions`` with it (``decoding``: see
     ``evaluate_engine``) and save its result.
 
-    One engine is in memory at a time. Raises ``ModelLoadError`` or ``ValueError`` from loading, except that a
-    configuration insisting on sparseqa's kernels where they cannot load is left out with a line to ``report``.
+    One configuration is loaded at a time, by ``evaluate`` (``evaluate_configuration``: in this process;
+    ``ray_eval.evaluate_on_ray``: on a cluster). Raises ``ModelLoadError`` or ``ValueError`` from loading, except
+    that a configuration insisting on sparseqa's kernels where they cannot load is left out with a line to ``report``.
     """
-    from .runtimes import load_engine
-
     runs = []
-    for model, runtime, precision, kernels in configurations:
+    for configuration in configurations:
+        model, runtime, precision, kernels = configuration
         report(f"loading {model} on {runtime} {precision} ...")
         try:
-            engine = load_engine(model, runtime, precision, threads=threads, kernels=kernels)
+            run = evaluate(configuration, questions, data, decoding=decoding, threads=threads, progress=progress)
         except ValueError as problem:
             if kernels != "sparseqa" or len(configurations) == 1:
                 raise
             report(f"  left out: {problem}")
             continue
-        run = evaluate_engine(engine, questions, data, decoding=decoding, progress=progress)
-        del engine
         save_result(run.summary())
         runs.append(run)
     return runs

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .bench import DEFAULT_SEQ_LENS, BenchResult, BenchSettings, ProgressCallback, latest_bench, run_benchmark
+from .bench import DEFAULT_SEQ_LENS, BenchResult, BenchSettings, ProgressCallback, latest_bench
 from .bench import TABLE_COLUMNS as BENCH_COLUMNS  # the service's TABLE_COLUMNS are the Ask tab's
 from .cli import KERNELS_HELP, SYNTHETIC_NOTE, UsageError, add_model_arguments, chosen_models, quiet_libraries
 from .decoding import DECODINGS, InputError
@@ -135,6 +135,8 @@ def summary_text(comparison: Comparison) -> str:
             f"{sparse_part}, **{comparison.speedup:.2f}x** the speed of the **{card_for(dense.model).label}** model "
             f"({dense.runtime} {dense.precision}, {dense_latency.median_ms:.1f} ms). {agreement}"
         )
+    if comparison.served_by is not None:
+        lines.append(f"Served by {comparison.served_by.text()}.")
     return "\n\n".join(lines)
 
 
@@ -192,7 +194,7 @@ def benchmark(
         settings.check()
         if settings.runs > BENCH_MAX_RUNS:
             raise ValueError(f"at most {BENCH_MAX_RUNS} timed runs here; `python -m sparseqa bench` takes more")
-        result = run_benchmark(settings, progress)
+        result = service.benchmark(settings, progress)
     except (ValueError, ModelLoadError) as problem:
         raise user_error(str(problem), title="Cannot benchmark") from None
     except Exception:
@@ -711,9 +713,11 @@ def launch(
     auth: tuple[str, str] | None = None,
     prevent_thread_lock: bool = False,
     quiet: bool = False,
+    concurrency_limit: int = CONCURRENCY_LIMIT,
 ) -> None:
-    """Serve ``demo`` with a bounded queue; only our own one-line ``gr.Error`` messages reach the browser."""
-    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    """Serve ``demo`` with a bounded queue, ``concurrency_limit`` requests at a time (more when replicas answer);
+    only our own one-line ``gr.Error`` messages reach the browser."""
+    demo.queue(default_concurrency_limit=concurrency_limit, max_size=QUEUE_SIZE)
     demo.launch(
         server_name=host,
         server_port=port,
@@ -774,7 +778,13 @@ def app_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPars
 def parse_options(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ) -> AppOptions:
     """The app's options from ``argv`` and ``environ``; bad values exit with argparse's one-line usage error."""
     parser = app_parser(environ)
-    args = parser.parse_args(argv)
+    return options_from_args(parser, parser.parse_args(argv), environ)
+
+
+def options_from_args(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str] = os.environ
+) -> AppOptions:
+    """The app's options from parsed ``app_parser`` arguments (``serve`` adds its own to the same parser)."""
     if args.precision is not None and args.precision not in PRECISIONS:
         parser.error(f"precision {args.precision!r} is not one of {', '.join(PRECISIONS)}")
     if args.kernels not in KERNELS:

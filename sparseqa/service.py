@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -19,12 +20,16 @@ from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, Mode
 from .runtimes import Answer, QAEngine, default_precision, load_engine
 from .timing import LatencyStats, repeat
 
+if TYPE_CHECKING:
+    from .bench import BenchResult, BenchSettings, ProgressCallback
+
 log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = [
     "model", "runtime", "precision", "kernels", "why these kernels", "tokens", "median ms", "p90 ms",
     "speedup vs dense PyTorch",
 ]  # fmt: skip
+SERVED_BY_COLUMN = "served by"  # a last column when a replica answered (python -m sparseqa serve)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,41 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class ServedBy:
+    """Which replica answered (``python -m sparseqa serve``), on which node, and whether it shares the node's cores."""
+
+    node: str  # the node's address
+    node_id: str
+    replica: str
+    replicas_on_node: int | None = None  # of this deployment, this one included; None: not known
+
+    def label(self) -> str:
+        """A short cell for the latency table: the replica, its node, and how many replicas share that node."""
+        shared = f", 1 of {self.replicas_on_node} sharing its cores" if (self.replicas_on_node or 0) > 1 else ""
+        return f"replica {self.replica} on {self.node}{shared}"
+
+    def text(self) -> str:
+        """One line for the page; says so when replicas share a machine, whose timings then disturb each other."""
+        line = f"replica {self.replica} on {self.node}"
+        if self.replicas_on_node and self.replicas_on_node > 1:
+            others = self.replicas_on_node - 1
+            line += (
+                f" (shares this machine's cores with {others} other replica{'s' if others > 1 else ''}: "
+                "their timings disturb each other)"
+            )
+        return line
+
+    def as_dict(self) -> dict:
+        """Plain values for the JSON result."""
+        return {
+            "node": self.node,
+            "node_id": self.node_id,
+            "replica": self.replica,
+            "replicas_on_node": self.replicas_on_node,
+        }
+
+
+@dataclass(frozen=True)
 class Comparison:
     """The sparse model's answer and, when loaded, the dense baseline's, each timed on the same input."""
 
@@ -114,6 +154,7 @@ class Comparison:
     sparse_latency: LatencyStats
     dense: Answer | None
     dense_latency: LatencyStats | None
+    served_by: ServedBy | None = None  # set by the replica that answered, when one did
 
     @property
     def speedup(self) -> float | None:
@@ -158,7 +199,10 @@ class Comparison:
                     round(baseline / latency.median_ms, 2) if baseline else None,
                 ]
             )
-        return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+        table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+        if self.served_by is not None:
+            table[SERVED_BY_COLUMN] = self.served_by.label()
+        return table
 
     def as_dict(self) -> dict:
         """Plain values for JSON: the sparse answer's fields at the top, the dense answer nested."""
@@ -175,6 +219,8 @@ class Comparison:
             }
             result["speedup"] = self.speedup
             result["agree"] = self.agree
+        if self.served_by is not None:
+            result["served_by"] = self.served_by.as_dict()
         return result
 
 
@@ -238,6 +284,12 @@ class QAService:
         answer = self._timed(self.sparse, passage, question, runs, warmup, top_k, deadline)
         dense = self._timed(self.dense, passage, question, runs, warmup, top_k, deadline) if self.dense else None
         return Comparison(answer[0], answer[1], *(dense or (None, None)))
+
+    def benchmark(self, settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
+        """The web benchmark (``bench.run_benchmark``) where this service's engines run."""
+        from .bench import run_benchmark
+
+        return run_benchmark(settings, progress)
 
     def _timed(
         self, engine: QAEngine, passage: str, question: str, runs: int, warmup: int, top_k: int, deadline: float

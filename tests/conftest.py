@@ -164,3 +164,16 @@ def run_together() -> Callable[[list[Callable[[], object]]], list]:
             return list(pool.map(released, calls))
 
     return run
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """One local Ray instance on 127.0.0.1 for every Ray test of the session (it takes seconds to start): 4 logical
+    CPUs, so two 1-thread replicas or workers and their helpers fit even on a 2-core machine."""
+    import ray
+
+    from sparseqa.ray_cluster import connect
+
+    connect(num_cpus=4)
+    yield
+    ray.shutdown()
