@@ -111,11 +111,12 @@ def test_model_facts_show_the_cards_accuracy_and_the_measured_sparsity(page, tmp
     accuracy = page.locator("#accuracy")
     expect(accuracy).to_contain_text("model card")
     expect(accuracy).to_contain_text("81.29")
-    # The demo server's sparse model is pruned 1x4: the page says so in words, in the text, the table and the plot.
-    pattern = describe("1x4")
+    # The demo server's sparse model is pruned 4x1, as the seed model: the page says so in words, in the text, the
+    # table and the plot.
+    pattern = describe("4x1")
     expect(page.get_by_text(f"so its weights are pruned in {pattern} blocks")).to_be_visible()
     expect(page.locator("#sparsity")).to_contain_text(pattern)
-    expect(page.locator("#sparsity")).to_contain_text("all-zero 4x1 blocks")
+    expect(page.locator("#sparsity")).to_contain_text("all-zero 1x4 blocks")
     expect(page.locator("#sparsity-plot img")).to_be_visible()
     page.screenshot(path=tmp_path / "facts.png", full_page=True)
 
