@@ -36,7 +36,7 @@ from .hardware import Machine, library_versions, machine
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, card_for
 from .choice import OPENVINO, SPARSE_WEIGHTS, SPARSEQA, KernelDecision, decide
 from .explain import bench_sentences
-from .models import ModelLoadError, cache_root
+from .models import ModelLoadError, cache_root, resolve
 from .runtimes import QAEngine, cached_kernel_decision, choose_kernels, default_threads, load_engine
 from .timing import LatencyStats, interleave
 
@@ -585,12 +585,14 @@ LATEST_BENCH = "latest.json"
 
 
 def save_latest(result: BenchResult) -> None:
-    """Keep the run's JSON in the cache, where About this machine reads the ratios it measured."""
+    """Keep the run's JSON in the cache, where About this machine reads the ratios it measured, with the sparse
+    model's revision (a synthetic model of another block pattern has the same name)."""
     directory = cache_root() / "bench"
     try:
+        record = result.as_dict() | {"model_revision": _revision(result.settings.model)}
         directory.mkdir(parents=True, exist_ok=True)
         staging = directory / f".{LATEST_BENCH}.tmp"
-        staging.write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
+        staging.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         staging.replace(directory / LATEST_BENCH)
     except OSError as problem:  # an unwritable cache costs the page a sentence, not the benchmark its result
         log.warning("could not save the benchmark result: %s", problem)
@@ -604,7 +606,17 @@ def latest_bench(cpu: str, model: str) -> dict | None:
         return None
     if record.get("machine", {}).get("cpu") != cpu or record.get("settings", {}).get("model") != model:
         return None
+    if record.get("model_revision") != _revision(model):
+        return None
     return record
+
+
+def _revision(model: str) -> str | None:
+    """The revision of ``model``'s local files (None when it cannot be resolved)."""
+    try:
+        return resolve(model).revision
+    except (ModelLoadError, OSError, ValueError):
+        return None
 
 
 def logits_fidelity(engines: dict[Configuration, QAEngine]) -> list[Fidelity]:

@@ -289,3 +289,18 @@ def test_bad_arguments_end_with_one_line_before_loading_anything(arguments, code
     error = capsys.readouterr().err
     assert message in error
     assert "Traceback" not in error
+
+
+def test_the_page_reads_the_latest_run_only_for_the_same_model_files(bench_run, tiny_sparse_model_4x1, tmp_path):
+    from sparseqa.bench import latest_bench
+
+    # The bench subprocess saved its run in the session's cache; a synthetic model of another block pattern has the
+    # same name, so the saved run names the model's revision too.
+    record = latest_bench(machine().cpu, str(tiny_sparse_model_4x1))
+    assert record is not None and record["model_revision"]
+    (tiny_sparse_model_4x1 / "sparseqa-touched.txt").write_text("another revision")
+    try:
+        assert latest_bench(machine().cpu, str(tiny_sparse_model_4x1)) is None
+    finally:
+        (tiny_sparse_model_4x1 / "sparseqa-touched.txt").unlink()
+    assert latest_bench(machine().cpu, str(tiny_sparse_model_4x1)) == record
