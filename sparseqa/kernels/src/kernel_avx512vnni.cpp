@@ -175,30 +175,41 @@ void compute_columns(const Plan& plan, const void* workspace, int64_t m, float* 
     finish<NV>(plan, workspace, y, task, tile);
 }
 
-/* The per-token scales of one token block, as quantize_token computes them: the scale into the workspace, 127 / amax
- * into ``inverse``; tokens past m get 0. */
+/* The largest |x| of one token's k inputs. */
+inline float token_amax_avx512(const float* row, int32_t k) {
+    const __mmask16 tail = static_cast<__mmask16>((1u << (k % 16)) - 1);
+    __m512 peak = _mm512_setzero_ps();
+    int32_t i = 0;
+    for (; i + 16 <= k; i += 16) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_loadu_ps(row + i)));
+    if (tail) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, row + i)));
+    return _mm512_reduce_max_ps(peak);
+}
+
+/* A token's scale and 127 / amax, as quantize_token computes them (both 0 for a token that quantizes to zeros). */
+inline void token_scale(float amax, float* scale, float* inverse) {
+    const bool zero = !(amax >= QUANT_MIN);
+    *scale = zero ? 0.0f : amax / 127.0f;
+    *inverse = zero ? 0.0f : 127.0f / amax;
+}
+
+/* The per-token scales of one token block: the scale into the workspace, 127 / amax into ``inverse``; tokens past m
+ * get 0. */
 inline void token_scales_avx512(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block,
                                 float* inverse) {
     float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
     const int64_t t0 = token_block * TOKEN_BLOCK;
-    const int tokens = m - t0 < TOKEN_BLOCK ? static_cast<int>(m - t0) : TOKEN_BLOCK;
-    const int32_t k = plan.k;
-    const __mmask16 tail = static_cast<__mmask16>((1u << (k % 16)) - 1);
     for (int t = 0; t < TOKEN_BLOCK; ++t) {
-        if (t >= tokens) {
+        if (t0 + t >= m)
             scales_t[t] = inverse[t] = 0.0f;
-            continue;
-        }
-        const float* row = x + (t0 + t) * k;
-        __m512 peak = _mm512_setzero_ps();
-        int32_t i = 0;
-        for (; i + 16 <= k; i += 16) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_loadu_ps(row + i)));
-        if (tail) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, row + i)));
-        const float amax = _mm512_reduce_max_ps(peak);
-        const bool zero = !(amax >= QUANT_MIN);
-        scales_t[t] = zero ? 0.0f : amax / 127.0f;
-        inverse[t] = zero ? 0.0f : 127.0f / amax;
+        else
+            token_scale(token_amax_avx512(x + (t0 + t) * plan.k, plan.k), scales_t + t, inverse + t);
     }
+}
+
+/* 16 inputs of one token quantized to 16 int8 values (vpmovsdb saturates as packs does). */
+inline __m128i quantize16(__m512 v, __m512 inverse) {
+    const __m512 low = _mm512_set1_ps(-127.0f), high = _mm512_set1_ps(127.0f);
+    return _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(high, _mm512_max_ps(low, _mm512_mul_ps(v, inverse)))));
 }
 
 /* The 4 x 4 dwords of each 128-bit lane of a[0..3] transposed: a[v] dword j becomes a[j] dword v. */
@@ -223,54 +234,70 @@ inline void transpose4x4_lanes(__m512i b[4]) {
 
 }  // namespace
 
-/* As quantize_columns_sse2, 16 inputs x 64 tokens at a time. Four tokens 16 j + 4 L + u (u = 0..3) are quantized and
- * packed into one zmm whose lane l holds their inputs 4 l .. 4 l + 3 (byte 4 u + v: token u, input 4 l + v); a byte
- * shuffle makes that byte 4 v + u, so dword v of lane l is input 4 l + v for the 4 tokens. Transposing those dwords
- * over j and then the lanes over L puts, for input 4 l + v, the 4 tokens 16 j + 4 L + .. at dword j of lane L: byte
- * 16 L + 4 j + u of its line, as column_position says. */
+/* As quantize_columns_sse2, in two passes over one token block.
+ * 1. Four consecutive tokens 4 g .. 4 g + 3 at a time, so that x is read in order and each row is still in cache when
+ *    it is rounded: per 16 inputs, the 4 tokens are quantized and packed into one zmm whose lane l holds their inputs
+ *    4 l .. 4 l + 3 (byte 4 u + v: token u, input 4 l + v), and a byte shuffle makes that byte 4 v + u, so dword v of
+ *    lane l is input 4 l + v for the 4 tokens. It is stored chunk-major (per 16 inputs, the 16 zmm of the 64 tokens:
+ *    1 KB) in the panel itself: a chunk's KB is where its 16 lines go (a chunk short of 16 inputs uses a buffer).
+ * 2. Chunk by chunk, its KB in 16 registers to its 16 lines. Tokens 4 g + u = 16 j + 4 L + u: transposing the dwords
+ *    over j and then the lanes over L puts, for input 4 l + v, the 4 tokens 16 j + 4 L + .. at dword j of lane L:
+ *    byte 16 L + 4 j + u of its line, as column_position says. */
 void quantize_columns_avx512(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block) {
     uint8_t* out = panel(plan, workspace, m, token_block);
+    float* scales_t = static_cast<float*>(workspace) + token_block * TOKEN_BLOCK;
     const int64_t t0 = token_block * TOKEN_BLOCK;
-    const int tokens = m - t0 < TOKEN_BLOCK ? static_cast<int>(m - t0) : TOKEN_BLOCK;
     const int32_t k = plan.k;
-    float inverse[TOKEN_BLOCK];
-    token_scales_avx512(plan, x, m, workspace, token_block, inverse);
-    const __m512 low = _mm512_set1_ps(-127.0f), high = _mm512_set1_ps(127.0f);
-    const __m512i offset = _mm512_set1_epi8(static_cast<char>(plan.act_offset));
-    // Byte 4 v + u of each lane from byte 4 u + v.
+    const int32_t whole = k / 16 * 16;  // inputs in chunks of 16
+    const __mmask16 rest = static_cast<__mmask16>((1u << (k - whole)) - 1);
     const __m512i swap = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    alignas(64) uint8_t short_chunk[TOKEN_BLOCK * 16];
+    for (int g = 0; g < TOKEN_BLOCK / 4; ++g) {
+        const float* rows[4];
+        __m512 inverse[4];
+        for (int u = 0; u < 4; ++u) {
+            const int t = 4 * g + u;
+            rows[u] = x + (t0 + t) * k;
+            float scale = 0.0f, inv = 0.0f;
+            if (t0 + t < m) token_scale(token_amax_avx512(rows[u], k), &scale, &inv);
+            scales_t[t] = scale;
+            inverse[u] = _mm512_set1_ps(inv);
+        }
+        // Tokens past m become zeros: rounding their (unread) inputs times 0 would read past x.
+        const int present = m - (t0 + 4 * g) < 4 ? static_cast<int>(m - (t0 + 4 * g)) : 4;
+        const auto four = [&](int32_t c0, __mmask16 mask) {
+            __m512i q[4];
+            for (int u = 0; u < 4; ++u) {
+                if (u >= present) {
+                    q[u] = _mm512_setzero_si512();
+                    continue;
+                }
+                const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, rows[u] + c0), inverse[u]);
+                q[u] = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_set1_ps(127.0f), _mm512_max_ps(_mm512_set1_ps(-127.0f), v)));
+            }
+            return _mm512_shuffle_epi8(_mm512_packs_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3])),
+                                       swap);
+        };
+        for (int32_t c0 = 0; c0 < whole; c0 += 16) _mm512_store_si512(out + c0 * TOKEN_BLOCK + 64 * g, four(c0, 0xffff));
+        if (rest) _mm512_store_si512(short_chunk + 64 * g, four(whole, rest));
+    }
+    const __m512i offset = _mm512_set1_epi8(static_cast<char>(plan.act_offset));
     for (int32_t c0 = 0; c0 < k; c0 += 16) {
         const int inputs = k - c0 < 16 ? k - c0 : 16;
-        const __mmask16 mask = static_cast<__mmask16>((1u << inputs) - 1);
-        __m512i lines[4][4];  // [L][v], then [v][l] after the dword transposes, then [l][v]
+        const uint8_t* chunk = c0 < whole ? out + c0 * TOKEN_BLOCK : short_chunk;
+        __m512i lines[4][4];  // [L][j], then [L][v] after the dword transposes
         for (int L = 0; L < 4; ++L) {
-            __m512i packed[4];  // by j
-            for (int j = 0; j < 4; ++j) {
-                __m512i q[4];
-                for (int u = 0; u < 4; ++u) {
-                    const int t = 16 * j + 4 * L + u;
-                    if (t >= tokens) {
-                        q[u] = _mm512_setzero_si512();
-                        continue;
-                    }
-                    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + (t0 + t) * k + c0),
-                                                   _mm512_set1_ps(inverse[t]));
-                    q[u] = _mm512_cvtps_epi32(_mm512_min_ps(high, _mm512_max_ps(low, v)));
-                }
-                const __m512i bytes =
-                    _mm512_packs_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
-                packed[j] = _mm512_shuffle_epi8(bytes, swap);
-            }
-            transpose4x4_epi32_lanes(packed);  // packed[v]: lane l, dword j = input 4 l + v of tokens 16 j + 4 L + ..
-            for (int v = 0; v < 4; ++v) lines[v][L] = packed[v];
+            for (int j = 0; j < 4; ++j) lines[L][j] = _mm512_load_si512(chunk + 64 * (4 * j + L));
+            transpose4x4_epi32_lanes(lines[L]);  // lines[L][v]: lane l, dword j = input 4 l + v of tokens 16 j + 4 L + ..
         }
         for (int v = 0; v < 4; ++v) {
-            transpose4x4_lanes(lines[v]);  // lines[v][l]: lane L, dword j, byte u: token 16 j + 4 L + u
+            __m512i by_lane[4] = {lines[0][v], lines[1][v], lines[2][v], lines[3][v]};
+            transpose4x4_lanes(by_lane);  // by_lane[l]: lane L, dword j, byte u: token 16 j + 4 L + u
             for (int l = 0; l < 4; ++l) {
                 const int c = 4 * l + v;
                 if (c < inputs)
                     _mm512_store_si512(out + static_cast<int64_t>(c0 + c) * TOKEN_BLOCK,
-                                       _mm512_add_epi8(lines[v][l], offset));
+                                       _mm512_add_epi8(by_lane[l], offset));
             }
         }
     }
