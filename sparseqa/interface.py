@@ -596,6 +596,7 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                             colors_in_legend=[],
                             y_lim=[0, None],
                             x_title=" ",
+                            x_label_angle=-30,  # the two models' names side by side overlap in a narrow column
                             label="Median latency (ms, lower is faster)",
                             scale=1,
                             elem_id="latency-chart",
