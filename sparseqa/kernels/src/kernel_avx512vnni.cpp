@@ -257,13 +257,14 @@ void quantize_columns_avx512(const Plan& plan, const float* x, int64_t m, void* 
         __m512 inverse[4];
         for (int u = 0; u < 4; ++u) {
             const int t = 4 * g + u;
-            rows[u] = x + (t0 + t) * k;
+            const bool real = t0 + t < m;
+            rows[u] = real ? x + (t0 + t) * k : x;  // a token past m is never read
             float scale = 0.0f, inv = 0.0f;
-            if (t0 + t < m) token_scale(token_amax_avx512(rows[u], k), &scale, &inv);
+            if (real) token_scale(token_amax_avx512(rows[u], k), &scale, &inv);
             scales_t[t] = scale;
             inverse[u] = _mm512_set1_ps(inv);
         }
-        // Tokens past m become zeros: rounding their (unread) inputs times 0 would read past x.
+        // Tokens past m become zeros.
         const int present = m - (t0 + 4 * g) < 4 ? static_cast<int>(m - (t0 + 4 * g)) : 4;
         const auto four = [&](int32_t c0, __mmask16 mask) {
             __m512i q[4];
