@@ -206,10 +206,10 @@ inline void token_scales_avx512(const Plan& plan, const float* x, int64_t m, voi
     }
 }
 
-/* 16 inputs of one token quantized to 16 int8 values (vpmovsdb saturates as packs does). */
-inline __m128i quantize16(__m512 v, __m512 inverse) {
+/* 16 inputs times their token's 127 / amax, clamped to +-127 and rounded as quantize_token does, as int32 lanes. */
+inline __m512i rounded(__m512 v, __m512 inverse) {
     const __m512 low = _mm512_set1_ps(-127.0f), high = _mm512_set1_ps(127.0f);
-    return _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(high, _mm512_max_ps(low, _mm512_mul_ps(v, inverse)))));
+    return _mm512_cvtps_epi32(_mm512_min_ps(high, _mm512_max_ps(low, _mm512_mul_ps(v, inverse))));
 }
 
 /* The 4 x 4 dwords of each 128-bit lane of a[0..3] transposed: a[v] dword j becomes a[j] dword v. */
@@ -255,27 +255,21 @@ void quantize_columns_avx512(const Plan& plan, const float* x, int64_t m, void* 
     for (int g = 0; g < TOKEN_BLOCK / 4; ++g) {
         const float* rows[4];
         __m512 inverse[4];
+        // Tokens past m are never read and become zeros.
+        const int64_t left = m - (t0 + 4 * g);
+        const int present = left < 0 ? 0 : left < 4 ? static_cast<int>(left) : 4;
         for (int u = 0; u < 4; ++u) {
             const int t = 4 * g + u;
-            const bool real = t0 + t < m;
-            rows[u] = real ? x + (t0 + t) * k : x;  // a token past m is never read
+            rows[u] = u < present ? x + (t0 + t) * k : x;
             float scale = 0.0f, inv = 0.0f;
-            if (real) token_scale(token_amax_avx512(rows[u], k), &scale, &inv);
+            if (u < present) token_scale(token_amax_avx512(rows[u], k), &scale, &inv);
             scales_t[t] = scale;
             inverse[u] = _mm512_set1_ps(inv);
         }
-        // Tokens past m become zeros.
-        const int present = m - (t0 + 4 * g) < 4 ? static_cast<int>(m - (t0 + 4 * g)) : 4;
         const auto four = [&](int32_t c0, __mmask16 mask) {
             __m512i q[4];
-            for (int u = 0; u < 4; ++u) {
-                if (u >= present) {
-                    q[u] = _mm512_setzero_si512();
-                    continue;
-                }
-                const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, rows[u] + c0), inverse[u]);
-                q[u] = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_set1_ps(127.0f), _mm512_max_ps(_mm512_set1_ps(-127.0f), v)));
-            }
+            for (int u = 0; u < 4; ++u)
+                q[u] = u < present ? rounded(_mm512_maskz_loadu_ps(mask, rows[u] + c0), inverse[u]) : _mm512_setzero_si512();
             return _mm512_shuffle_epi8(_mm512_packs_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3])),
                                        swap);
         };
@@ -322,7 +316,6 @@ void quantize_avx512(const Plan& plan, const float* x, int64_t m, void* workspac
     token_scales_avx512(plan, x, m, workspace, token_block, inverse);
     // 16 tokens x 16 groups at a time: quantize each token's 64 inputs into one zmm of 16 4-byte lanes, then
     // transpose so that each zmm holds one group for 16 tokens, which is a 64-byte line of the panel.
-    const __m512 low = _mm512_set1_ps(-127.0f), high = _mm512_set1_ps(127.0f);
     const __m512i offset = _mm512_set1_epi8(static_cast<char>(plan.act_offset));
     for (int t = 0; t < TOKEN_BLOCK; t += 16) {
         for (int32_t g0 = 0; g0 < plan.groups; g0 += 16) {
@@ -339,9 +332,7 @@ void quantize_avx512(const Plan& plan, const float* x, int64_t m, void* workspac
                 for (int c = 0; c < 4; ++c) {
                     const int left = 4 * groups - 16 * c;
                     const __mmask16 mask = left >= 16 ? 0xffff : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1);
-                    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + 16 * c), scale);
-                    v = _mm512_min_ps(high, _mm512_max_ps(low, v));
-                    bytes[c] = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v));
+                    bytes[c] = _mm512_cvtepi32_epi8(rounded(_mm512_maskz_loadu_ps(mask, row + 16 * c), scale));
                 }
                 __m512i line = _mm512_castsi128_si512(bytes[0]);
                 line = _mm512_inserti32x4(line, bytes[1], 1);
