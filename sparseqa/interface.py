@@ -295,7 +295,8 @@ def machine_text(service: QAService, facts: PageFacts) -> str:
         rows.append(("Kernels of the sparse model", sparse_kernels_text(sparse)))
     if decision is not None:
         rows.append(("How they were chosen", how_chosen_text(decision)))
-        rows.append(("Why", decision.reason))
+        if decision.how in ("measured", "cached"):  # otherwise the reason is how they were chosen
+            rows.append(("Why", decision.reason))
         if decision.medians_ms:
             rows.append(("Measured medians", decision.medians_text()))
     for role, engine in (("Sparse model", sparse), ("Dense baseline", service.dense)):
@@ -327,7 +328,7 @@ def how_chosen_text(decision: KernelDecision) -> str:
             f"`auto`: {cached}measured at load {when} ({decision.runs} interleaved runs per candidate and length"
             f"{cost}), cached for this machine, model, libraries, kernel build and thread count"
         )
-    return f"{decision.how}: {decision.reason}"
+    return f"{decision.how}: {decision.reason}" if decision.how == "only candidate" else decision.reason
 
 
 def speedup_story(cpu: Machine, sparse: QAEngine | None) -> str:

@@ -417,6 +417,26 @@ def test_about_this_machine_on_faked_cpus_says_what_was_measured_without_contrad
     assert "has not been measured yet: the Benchmark tab" in text
 
 
+@pytest.mark.parametrize(
+    "how, reason",
+    [
+        ("forced", "forced with kernels=openvino (--kernels or SPARSEQA_KERNELS); nothing was measured"),
+        ("only candidate", "OpenVINO kernels: the sparseqa kernels are unavailable (no C++ compiler found)"),
+    ],
+)
+def test_about_this_machine_says_an_unmeasured_kernel_choice_once(service, how, reason):
+    from sparseqa.choice import KernelDecision
+
+    sparse = copy.copy(service.sparse)
+    sparse.kernel_choice = KernelDecision("openvino", how, reason)
+    faked = QAService(service.settings, sparse, service.dense)
+    text = machine_text(faked, PageFacts.gather(faked))
+
+    assert text.count(reason) == 1
+    assert f"| How they were chosen | {'only candidate: ' if how == 'only candidate' else ''}{reason} |" in text
+    assert "| Why |" not in text and "| Measured medians |" not in text
+
+
 @given(
     plain=st.tuples(st.floats(5.0, 200.0), st.floats(5.0, 200.0)),
     slowdown=st.tuples(st.floats(0.5, 1.0), st.floats(0.5, 1.0)),
