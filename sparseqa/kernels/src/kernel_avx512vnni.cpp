@@ -250,7 +250,8 @@ void quantize_columns_avx512(const Plan& plan, const float* x, int64_t m, void* 
     const int32_t k = plan.k;
     const int32_t whole = k / 16 * 16;  // inputs in chunks of 16
     const __mmask16 rest = static_cast<__mmask16>((1u << (k - whole)) - 1);
-    const __m512i swap = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    // Per 16-byte lane, bytes 0, 4, 8, 12, 1, 5, 9, 13, ...: dword v of the result gathers byte v of each dword.
+    const __m512i swap = _mm512_set4_epi32(0x0f0b0703, 0x0e0a0602, 0x0d090501, 0x0c080400);
     alignas(64) uint8_t short_chunk[TOKEN_BLOCK * 16];
     for (int g = 0; g < TOKEN_BLOCK / 4; ++g) {
         const float* rows[4];
