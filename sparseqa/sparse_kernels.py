@@ -117,6 +117,29 @@ def int8_bcsr(
     )
 
 
+def stack_bcsr(parts: list[BlockCSR]) -> BlockCSR:
+    """One BlockCSR of ``parts``' outputs one after the other (Linears of one input and orientation: a transformer's
+    query, key and value), for one plan whose outputs split back into the parts (``SparseLinear.parts``)."""
+    first = parts[0]
+    if any(part.k != first.k or part.orientation != first.orientation for part in parts):
+        raise ValueError("stacked Linears need the same inputs and block orientation")
+    offsets = np.cumsum([0] + [part.blocks for part in parts[:-1]])
+    row_ptr = np.concatenate([parts[0].row_ptr[:1]] + [part.row_ptr[1:] + offset for part, offset in zip(parts, offsets)])
+    biased = any(part.bias is not None for part in parts)
+    return BlockCSR(
+        n=sum(part.n for part in parts),
+        k=first.k,
+        row_ptr=row_ptr.astype(np.int32),
+        block_col=np.concatenate([part.block_col for part in parts]).astype(np.int32),
+        values=np.concatenate([part.values for part in parts]).astype(np.int8),
+        scales=np.concatenate([part.scales for part in parts]).astype(np.float32),
+        bias=np.concatenate([np.zeros(part.n, np.float32) if part.bias is None else part.bias for part in parts])
+        if biased
+        else None,
+        orientation=first.orientation,
+    )
+
+
 def _check_weight(weight: np.ndarray, orientation: str) -> tuple[int, int]:
     check(orientation)
     if weight.ndim != 2:
@@ -169,6 +192,10 @@ def _library() -> ctypes.CDLL:
         "sq_plan_destroy": (None, [pointer]),
         "sq_plan_isa": (ctypes.c_char_p, [pointer]),
         "sq_linear": (ctypes.c_int, [pointer, pointer, ctypes.c_int64, pointer, ctypes.c_int]),
+        "sq_linear_parts": (
+            ctypes.c_int, [pointer, pointer, ctypes.c_int64, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        ),
+        "sq_parts_fit": (ctypes.c_int, [pointer, ctypes.c_int]),
         "sq_linear_reference": (ctypes.c_int, [ctypes.POINTER(_Bcsr), pointer, ctypes.c_int64, pointer]),
     }
     for name, (result, arguments) in signatures.items():
@@ -213,6 +240,19 @@ class SparseLinear:
         if _library().sq_linear(self._plan, x.ctypes.data, x.shape[0], y.ctypes.data, threads) != 0:
             raise ValueError(f"sq_linear failed (threads={threads}): bad arguments or out of memory")
         return y
+
+    def parts(self, x: np.ndarray, parts: int, threads: int = 0) -> list[np.ndarray]:
+        """``self(x)`` written as ``parts`` arrays of n / parts outputs each, as the OpenVINO op writes stacked
+        Linears (``stack_bcsr``) straight into their own outputs; n / parts must be a multiple of 16."""
+        x = _activations(x, self.weights.k)
+        library = _library()
+        if not library.sq_parts_fit(self._plan, parts):
+            raise ValueError(f"{self.weights.n} outputs do not split into {parts} parts of a multiple of 16")
+        outputs = [aligned_empty((x.shape[0], self.weights.n // parts)) for _ in range(parts)]
+        pointers = (ctypes.c_void_p * parts)(*(out.ctypes.data for out in outputs))
+        if library.sq_linear_parts(self._plan, x.ctypes.data, x.shape[0], pointers, parts, threads) != 0:
+            raise ValueError(f"sq_linear_parts failed (threads={threads}): bad arguments or out of memory")
+        return outputs
 
     def __del__(self) -> None:
         if getattr(self, "_plan", None):

@@ -25,6 +25,7 @@ from sparseqa.sparse_kernels import (
     numpy_linear,
     pack_bcsr,
     reference_linear,
+    stack_bcsr,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,6 +221,46 @@ def test_task_api_in_any_order_equals_sq_linear(isa: str, orientation: str) -> N
         assert library.sq_compute_task(plan, ctypes.c_void_p(aligned), ctypes.c_int64(130),
                                        y.ctypes.data_as(ctypes.c_void_p), ctypes.c_int64(int(i))) == 0
     np.testing.assert_array_equal(y, layer(x, 1))
+
+
+@pytest.mark.parametrize(("part_n", "tokens"), [(16, 1), (32, 70), (48, 130), (768, 65)])
+def test_stacked_linears_split_into_their_own_outputs_equal_each_alone(
+    isa: str, orientation: str, part_n: int, tokens: int
+) -> None:
+    # Three Linears of one input (query, key, value) as one plan: each part is what its Linear gives alone.
+    k = 96
+    alone = [
+        pack_bcsr(sparse_weight(part_n, k, 0.3, seed=i, orientation=orientation), np.full(part_n, i, np.float32), orientation)
+        for i in range(3)
+    ]
+    stacked = SparseLinear(stack_bcsr(alone), isa)
+    x = activations(tokens, k)
+    for threads in (1, 2):
+        outputs = stacked.parts(x, 3, threads)
+        assert [out.shape for out in outputs] == [(tokens, part_n)] * 3
+        for out, weights in zip(outputs, alone):
+            np.testing.assert_array_equal(out, reference_linear(weights, x))
+    np.testing.assert_array_equal(np.concatenate(outputs, axis=1), stacked(x, 2))
+
+
+def test_parts_that_are_not_whole_multiples_of_16_are_refused(cpu_isas: list[str]) -> None:
+    layer = SparseLinear(pack_bcsr(sparse_weight(72, 32, 0.5), None), cpu_isas[0])
+    with pytest.raises(ValueError, match="do not split into 3 parts"):
+        layer.parts(activations(5, 32), 3)  # 24 outputs each
+    with pytest.raises(ValueError, match="do not split into 5 parts"):
+        layer.parts(activations(5, 32), 5)
+    assert [out.shape for out in layer.parts(activations(5, 32), 1)] == [(5, 72)]
+
+
+def test_stack_bcsr_keeps_each_part_and_refuses_mixed_ones() -> None:
+    first = pack_bcsr(sparse_weight(8, 16, 0.5, seed=1), np.ones(8, np.float32))
+    second = pack_bcsr(sparse_weight(4, 16, 0.5, seed=2), None)
+    stacked = stack_bcsr([first, second])
+    np.testing.assert_array_equal(stacked.int8_weights(), np.concatenate([first.int8_weights(), second.int8_weights()]))
+    np.testing.assert_array_equal(stacked.bias, np.concatenate([np.ones(8), np.zeros(4)]).astype(np.float32))
+    assert stacked.blocks == first.blocks + second.blocks
+    with pytest.raises(ValueError, match="same inputs and block orientation"):
+        stack_bcsr([first, pack_bcsr(sparse_weight(8, 16, 0.5, orientation="4x1"), None, "4x1")])
 
 
 def test_results_do_not_depend_on_output_alignment(isa: str, orientation: str) -> None:

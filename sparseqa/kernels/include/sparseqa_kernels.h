@@ -61,6 +61,14 @@ SQ_API int32_t sq_plan_k(const sq_plan* plan);
  * Safe to call from several threads at once on one plan. */
 SQ_API int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int threads);
 
+/* sq_linear with its n outputs written as ``parts`` equal arrays: outputs [p n / parts, (p + 1) n / parts) of each
+ * token go to ys[p], a row-major (m, n / parts) array. So Linears that share their input (a transformer's query, key
+ * and value) run as one plan: one quantization of x, one parallel call, and no copy to split the result. */
+SQ_API int sq_linear_parts(const sq_plan* plan, const float* x, int64_t m, float* const* ys, int parts, int threads);
+/* 1 when ``plan``'s outputs split into ``parts`` equal arrays: parts = 1, or n / parts a whole multiple of 16 (the
+ * kernels write 16 consecutive outputs at a time). */
+SQ_API int sq_parts_fit(const sq_plan* plan, int parts);
+
 /* The same computation as tasks, for a host thread pool (e.g. ov::parallel_for) instead of the library's own:
  *   workspace = 64-byte aligned memory of sq_workspace_size(plan, m) bytes (one per concurrent call);
  *   run sq_quantize_task(plan, x, m, workspace, i) for every i < sq_quantize_task_count(plan, m), in any order or
@@ -92,6 +100,10 @@ typedef void (*sq_tile_fn)(void* context, float* y, int64_t n, int64_t token_beg
                            int32_t row_begin, int32_t row_end);
 SQ_API int sq_linear_hosted(const sq_plan* plan, const float* x, int64_t m, float* y, int participants,
                             sq_parallel_fn parallel, void* host, sq_tile_fn post, void* post_context);
+/* sq_linear_hosted writing ``parts`` arrays as sq_linear_parts does; ``post`` must be NULL when parts > 1. */
+SQ_API int sq_linear_hosted_parts(const sq_plan* plan, const float* x, int64_t m, float* const* ys, int parts,
+                                  int participants, sq_parallel_fn parallel, void* host, sq_tile_fn post,
+                                  void* post_context);
 
 /* The same result by the plainest loops: what every ISA kernel is tested against. */
 SQ_API int sq_linear_reference(const sq_bcsr* weights, const float* x, int64_t m, float* y);

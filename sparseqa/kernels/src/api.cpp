@@ -207,6 +207,18 @@ int32_t rows_per_task(const Plan& plan, int64_t m) {
     return rows;
 }
 
+/* Compute task ``task`` (see sq_compute_task) into ``out``. */
+void compute_task(const Plan& p, const void* workspace, int64_t m, const Output& out, int64_t task) {
+    const int32_t rows = rows_per_task(p, m);
+    // Consecutive tasks share a row chunk, so its packed weights stay in cache while the token panels stream by.
+    Task t;
+    t.token_block = task % token_blocks(m);
+    t.tokens = static_cast<int32_t>(std::min<int64_t>(TOKEN_BLOCK, m - t.token_block * TOKEN_BLOCK));
+    t.r0 = static_cast<int32_t>(task / token_blocks(m)) * rows;
+    t.r1 = std::min(p.n, t.r0 + rows);
+    KERNELS[p.orientation][p.isa](p, workspace, m, out, t);
+}
+
 /* One sq_linear_hosted call's shared state. Every participant first claims quantize tasks until none is left, then
  * runs its own contiguous share of the compute tasks (numbered row chunk by row chunk, so a share reuses its weights
  * from cache), then helps with what is left of the others' shares: on a shared machine a participant that lost its
@@ -216,9 +228,9 @@ int32_t rows_per_task(const Plan& plan, int64_t m) {
  * more of an op inside OpenVINO (measured at 384 tokens, 2 threads). */
 class Job {
    public:
-    Job(const sq_plan* plan, const float* x, int64_t m, float* y, void* workspace, int participants, sq_tile_fn post,
-        void* post_context)
-        : plan_(plan), x_(x), m_(m), y_(y), workspace_(workspace), participants_(participants), post_(post),
+    Job(const sq_plan* plan, const float* x, int64_t m, const Output& out, void* workspace, int participants,
+        sq_tile_fn post, void* post_context)
+        : plan_(plan), x_(x), m_(m), out_(out), workspace_(workspace), participants_(participants), post_(post),
           post_context_(post_context), quantize_tasks_(sq_quantize_task_count(plan, m)),
           shares_(new (std::nothrow) Share[participants]),
           quantized_(new (std::nothrow) std::atomic<bool>[quantize_tasks_]) {
@@ -256,19 +268,19 @@ class Job {
             _mm_pause();
             if (spins % 64 == 0) std::this_thread::yield();
         }
-        sq_compute_task(plan_, workspace_, m_, y_, task);
+        compute_task(plan_->plan, workspace_, m_, out_, task);
         if (post_) {
             int64_t token_begin, token_end;
             int32_t row_begin, row_end;
             sq_compute_task_tile(plan_, m_, task, &token_begin, &token_end, &row_begin, &row_end);
-            post_(post_context_, y_, plan_->plan.n, token_begin, token_end, row_begin, row_end);
+            post_(post_context_, out_.y[0], plan_->plan.n, token_begin, token_end, row_begin, row_end);
         }
     }
 
     const sq_plan* plan_;
     const float* x_;
     int64_t m_;
-    float* y_;
+    Output out_;
     void* workspace_;
     int participants_;
     sq_tile_fn post_;
@@ -630,6 +642,12 @@ void sq_plan_destroy(sq_plan* plan) {
     delete plan;
 }
 
+int sq_parts_fit(const sq_plan* plan, int parts) {
+    if (!plan || parts < 1) return 0;
+    const int32_t n = plan->plan.n;
+    return parts == 1 || (n % parts == 0 && (n / parts) % 16 == 0);
+}
+
 const char* sq_plan_isa(const sq_plan* plan) { return ISA_NAMES[plan->plan.isa]; }
 int32_t sq_plan_block_rows(const sq_plan* plan) { return plan->plan.orientation == ROWS_1X4 ? 1 : 4; }
 int32_t sq_plan_n(const sq_plan* plan) { return plan->plan.n; }
@@ -659,15 +677,7 @@ int64_t sq_compute_task_count(const sq_plan* plan, int64_t m) {
 
 int sq_compute_task(const sq_plan* plan, const void* workspace, int64_t m, float* y, int64_t task) {
     if (!plan || !workspace || !y || task < 0 || task >= sq_compute_task_count(plan, m)) return -1;
-    const Plan& p = plan->plan;
-    const int32_t rows = rows_per_task(p, m);
-    // Consecutive tasks share a row chunk, so its packed weights stay in cache while the token panels stream by.
-    Task t;
-    t.token_block = task % token_blocks(m);
-    t.tokens = static_cast<int32_t>(std::min<int64_t>(TOKEN_BLOCK, m - t.token_block * TOKEN_BLOCK));
-    t.r0 = static_cast<int32_t>(task / token_blocks(m)) * rows;
-    t.r1 = std::min(p.n, t.r0 + rows);
-    KERNELS[p.orientation][p.isa](p, workspace, m, y, t);
+    compute_task(plan->plan, workspace, m, Output{&y, plan->plan.n}, task);
     return 0;
 }
 
@@ -686,21 +696,32 @@ int sq_compute_task_tile(const sq_plan* plan, int64_t m, int64_t task, int64_t* 
 }
 
 int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int threads) {
+    return sq_linear_parts(plan, x, m, &y, 1, threads);
+}
+
+int sq_linear_parts(const sq_plan* plan, const float* x, int64_t m, float* const* ys, int parts, int threads) {
     if (threads < 0) return -1;
     if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const sq_parallel_fn own_pool = [](void*, int participants, sq_work_fn work, void* job) {
         pool().run(participants, participants, [&](int64_t i) { work(job, static_cast<int>(i)); });
     };
-    return sq_linear_hosted(plan, x, m, y, threads, own_pool, nullptr, nullptr, nullptr);
+    return sq_linear_hosted_parts(plan, x, m, ys, parts, threads, own_pool, nullptr, nullptr, nullptr);
 }
 
 int sq_linear_hosted(const sq_plan* plan, const float* x, int64_t m, float* y, int participants,
                      sq_parallel_fn parallel, void* host, sq_tile_fn post, void* post_context) {
-    if (!plan || m < 0 || (m > 0 && (!x || !y)) || participants < 1 || !parallel) return -1;
+    return sq_linear_hosted_parts(plan, x, m, &y, 1, participants, parallel, host, post, post_context);
+}
+
+int sq_linear_hosted_parts(const sq_plan* plan, const float* x, int64_t m, float* const* ys, int parts,
+                           int participants, sq_parallel_fn parallel, void* host, sq_tile_fn post, void* post_context) {
+    if (!plan || m < 0 || participants < 1 || !parallel || !ys || !sq_parts_fit(plan, parts) || (post && parts > 1))
+        return -1;
+    if (m > 0 && (!x || std::find(ys, ys + parts, nullptr) != ys + parts)) return -1;
     if (m == 0 || plan->plan.n == 0) return 0;
     void* workspace = cached_workspace(sq_workspace_size(plan, m));
     if (!workspace) return -1;
-    Job job(plan, x, m, y, workspace, participants, post, post_context);
+    Job job(plan, x, m, Output{ys, plan->plan.n / parts}, workspace, participants, post, post_context);
     if (!job.ready()) return -1;
     parallel(host, participants, [](void* state, int participant) { static_cast<Job*>(state)->work(participant); },
              &job);

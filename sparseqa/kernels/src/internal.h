@@ -81,21 +81,34 @@ struct Task {
     int32_t r0, r1;
 };
 
-typedef void (*ComputeFn)(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task);
+/* Where a call writes its n outputs: ``parts`` row-major arrays of part_n outputs each (one (m, n) array when
+ * parts = 1, part_n = n). Output o of token t goes to y[o / part_n][t * part_n + o % part_n]. Kernels write up to 16
+ * consecutive outputs starting at a multiple of 16 at once, so with several parts part_n is a multiple of 16. */
+struct Output {
+    float* const* y;
+    int32_t part_n;
+};
+
+/* Where outputs o .. (up to the next multiple of 16) of token t go; consecutive tokens are part_n floats apart. */
+static inline float* output_at(const Output& out, int64_t t, int32_t o) {
+    return out.y[o / out.part_n] + t * out.part_n + o % out.part_n;
+}
+
+typedef void (*ComputeFn)(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task);
 /* Quantizes tokens [token_block * TOKEN_BLOCK, +TOKEN_BLOCK) of x into their panel and token scales, with the same
  * arithmetic as quantize_token (clamping before rounding changes nothing: +-127 are integers); tokens past m become
  * zeros. */
 typedef void (*QuantizeFn)(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block);
 
 /* Kernels, one per ISA translation unit and block orientation. */
-void compute_scalar(const Plan&, const void*, int64_t, float*, const Task&);
-void compute_avx2(const Plan&, const void*, int64_t, float*, const Task&);
-void compute_avxvnni(const Plan&, const void*, int64_t, float*, const Task&);
-void compute_avx512vnni(const Plan&, const void*, int64_t, float*, const Task&);
-void compute_columns_scalar(const Plan&, const void*, int64_t, float*, const Task&);
-void compute_columns_avx2(const Plan&, const void*, int64_t, float*, const Task&);
-void compute_columns_avxvnni(const Plan&, const void*, int64_t, float*, const Task&);
-void compute_columns_avx512vnni(const Plan&, const void*, int64_t, float*, const Task&);
+void compute_scalar(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_avx2(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_avxvnni(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_avx512vnni(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_columns_scalar(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_columns_avx2(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_columns_avxvnni(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_columns_avx512vnni(const Plan&, const void*, int64_t, const Output&, const Task&);
 void quantize_sse2(const Plan&, const float*, int64_t, void*, int64_t);
 void quantize_avx2(const Plan&, const float*, int64_t, void*, int64_t);
 void quantize_avx512(const Plan&, const float*, int64_t, void*, int64_t);

@@ -26,10 +26,10 @@ inline void transpose8(__m256 r[8]) {
     }
 }
 
-/* A task's int32 sums (tile: rows r0.. x 64 tokens) to y: dequantized in place, then 8 outputs x 8 tokens
+/* A task's int32 sums (tile: rows r0.. x 64 tokens) to its outputs: dequantized in place, then 8 outputs x 8 tokens
  * transposed in registers into y. */
 template <int NV>
-void finish8(const Plan& plan, const void* workspace, float* y, const Task& task, int32_t (*tile)[TOKEN_BLOCK]) {
+void finish8(const Plan& plan, const void* workspace, const Output& out, const Task& task, int32_t (*tile)[TOKEN_BLOCK]) {
     const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
     for (int32_t o = task.r0; o < task.r1; ++o) {
         int32_t* row = tile[o - task.r0];
@@ -53,13 +53,14 @@ void finish8(const Plan& plan, const void* workspace, float* y, const Task& task
                 r[i] = _mm256_load_ps(reinterpret_cast<const float*>(tile[o0 - task.r0 + (i < outputs ? i : 0)] + 8 * j));
             transpose8(r);
             const int tokens = task.tokens - 8 * j < 8 ? task.tokens - 8 * j : 8;
-            for (int i = 0; i < tokens; ++i) _mm256_maskstore_ps(y + (t0 + 8 * j + i) * plan.n + o0, mask, r[i]);
+            float* y = output_at(out, t0 + 8 * j, o0);
+            for (int i = 0; i < tokens; ++i) _mm256_maskstore_ps(y + i * out.part_n, mask, r[i]);
         }
     }
 }
 
 template <class Dot, int NV>
-void compute8(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+void compute8(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
     alignas(64) int32_t tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
@@ -79,7 +80,7 @@ void compute8(const Plan& plan, const void* workspace, int64_t m, float* y, cons
             for (int j = 0; j < NV; ++j) _mm256_store_si256(reinterpret_cast<__m256i*>(out + 8 * j), a[j]);
         }
     }
-    finish8<NV>(plan, workspace, y, task, tile);
+    finish8<NV>(plan, workspace, out, task, tile);
 }
 
 /* 4x1 blocks, 8 tokens per ymm: per quad, the 4 inputs' panel lines are interleaved by byte and word unpacks into
@@ -87,7 +88,7 @@ void compute8(const Plan& plan, const void* workspace, int64_t m, float* y, cons
  * byte unpack half (s) gives two token vectors, so the quads are read in up to 4 passes of 4 outputs x 16 tokens
  * (8 accumulators: AVX2 has 16 ymm registers). Pass (h, s) covers tokens 32 s + 8 h + [0, 8) and [16, 24). */
 template <class Dot>
-void compute_columns8(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+void compute_columns8(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
     alignas(64) int32_t tile[ROW_GROUP][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
@@ -123,14 +124,14 @@ void compute_columns8(const Plan& plan, const void* workspace, int64_t m, float*
     }
     // Token vectors past the last token were not computed: finish only the vectors that hold tokens.
     switch ((task.tokens + 7) / 8) {
-        case 1: return finish8<1>(plan, workspace, y, task, tile);
-        case 2: return finish8<2>(plan, workspace, y, task, tile);
-        case 3: return finish8<3>(plan, workspace, y, task, tile);
-        case 4: return finish8<4>(plan, workspace, y, task, tile);
-        case 5: return finish8<5>(plan, workspace, y, task, tile);
-        case 6: return finish8<6>(plan, workspace, y, task, tile);
-        case 7: return finish8<7>(plan, workspace, y, task, tile);
-        default: return finish8<8>(plan, workspace, y, task, tile);
+        case 1: return finish8<1>(plan, workspace, out, task, tile);
+        case 2: return finish8<2>(plan, workspace, out, task, tile);
+        case 3: return finish8<3>(plan, workspace, out, task, tile);
+        case 4: return finish8<4>(plan, workspace, out, task, tile);
+        case 5: return finish8<5>(plan, workspace, out, task, tile);
+        case 6: return finish8<6>(plan, workspace, out, task, tile);
+        case 7: return finish8<7>(plan, workspace, out, task, tile);
+        default: return finish8<8>(plan, workspace, out, task, tile);
     }
 }
 
@@ -197,16 +198,16 @@ inline void quantize8(const Plan& plan, const float* x, int64_t m, void* workspa
 }
 
 template <class Dot>
-void dispatch8(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+void dispatch8(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
     switch ((task.tokens + 7) / 8) {
-        case 1: return compute8<Dot, 1>(plan, workspace, m, y, task);
-        case 2: return compute8<Dot, 2>(plan, workspace, m, y, task);
-        case 3: return compute8<Dot, 3>(plan, workspace, m, y, task);
-        case 4: return compute8<Dot, 4>(plan, workspace, m, y, task);
-        case 5: return compute8<Dot, 5>(plan, workspace, m, y, task);
-        case 6: return compute8<Dot, 6>(plan, workspace, m, y, task);
-        case 7: return compute8<Dot, 7>(plan, workspace, m, y, task);
-        default: return compute8<Dot, 8>(plan, workspace, m, y, task);
+        case 1: return compute8<Dot, 1>(plan, workspace, m, out, task);
+        case 2: return compute8<Dot, 2>(plan, workspace, m, out, task);
+        case 3: return compute8<Dot, 3>(plan, workspace, m, out, task);
+        case 4: return compute8<Dot, 4>(plan, workspace, m, out, task);
+        case 5: return compute8<Dot, 5>(plan, workspace, m, out, task);
+        case 6: return compute8<Dot, 6>(plan, workspace, m, out, task);
+        case 7: return compute8<Dot, 7>(plan, workspace, m, out, task);
+        default: return compute8<Dot, 8>(plan, workspace, m, out, task);
     }
 }
 

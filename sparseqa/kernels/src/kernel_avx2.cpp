@@ -26,12 +26,12 @@ void quantize_avx2(const Plan& plan, const float* x, int64_t m, void* workspace,
     quantize8(plan, x, m, workspace, token_block);
 }
 
-void compute_avx2(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
-    dispatch8<Avx2Dot>(plan, workspace, m, y, task);
+void compute_avx2(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
+    dispatch8<Avx2Dot>(plan, workspace, m, out, task);
 }
 
-void compute_columns_avx2(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
-    compute_columns8<Avx2Dot>(plan, workspace, m, y, task);
+void compute_columns_avx2(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
+    compute_columns8<Avx2Dot>(plan, workspace, m, out, task);
 }
 
 }  // namespace sq

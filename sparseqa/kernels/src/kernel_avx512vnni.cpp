@@ -40,10 +40,10 @@ inline void transpose16(__m512 r[16]) {
     }
 }
 
-/* A task's int32 sums (tile: rows r0.. x 64 tokens) to y: dequantized in place (row by row, 16 tokens per vector),
+/* A task's int32 sums (tile: rows r0.. x 64 tokens) to its outputs: dequantized in place (row by row, 16 tokens per vector),
  * then 16 outputs x 16 tokens transposed in registers into y. */
 template <int NV>
-void finish(const Plan& plan, const void* workspace, float* y, const Task& task, int32_t (*tile)[TOKEN_BLOCK]) {
+void finish(const Plan& plan, const void* workspace, const Output& out, const Task& task, int32_t (*tile)[TOKEN_BLOCK]) {
     const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
     for (int32_t o = task.r0; o < task.r1; ++o) {
         int32_t* row = tile[o - task.r0];
@@ -66,13 +66,14 @@ void finish(const Plan& plan, const void* workspace, float* y, const Task& task,
                 r[i] = _mm512_load_ps(reinterpret_cast<const float*>(tile[o0 - task.r0 + (i < outputs ? i : 0)] + 16 * j));
             transpose16(r);
             const int tokens = task.tokens - 16 * j < 16 ? task.tokens - 16 * j : 16;
-            for (int i = 0; i < tokens; ++i) _mm512_mask_storeu_ps(y + (t0 + 16 * j + i) * plan.n + o0, mask, r[i]);
+            float* y = output_at(out, t0 + 16 * j, o0);
+            for (int i = 0; i < tokens; ++i) _mm512_mask_storeu_ps(y + i * out.part_n, mask, r[i]);
         }
     }
 }
 
 template <int NV>
-void compute(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+void compute(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
     alignas(64) int32_t tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
@@ -134,11 +135,11 @@ void compute(const Plan& plan, const void* workspace, int64_t m, float* y, const
             if (NV > 3) _mm512_store_si512(out + 48, _mm512_add_epi32(a3, b3));
         }
     }
-    finish<NV>(plan, workspace, y, task, tile);
+    finish<NV>(plan, workspace, out, task, tile);
 }
 
 template <int NV>
-void compute_columns(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+void compute_columns(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
     alignas(64) int32_t tile[ROW_GROUP][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
@@ -172,7 +173,7 @@ void compute_columns(const Plan& plan, const void* workspace, int64_t m, float* 
                 for (int j = 0; j < NV; ++j) _mm512_store_si512(out + TOKEN_BLOCK * r + 16 * j, acc[r][j]);
         }
     }
-    finish<NV>(plan, workspace, y, task, tile);
+    finish<NV>(plan, workspace, out, task, tile);
 }
 
 /* The largest |x| of one token's k inputs. */
@@ -299,12 +300,12 @@ void quantize_columns_avx512(const Plan& plan, const float* x, int64_t m, void* 
     }
 }
 
-void compute_columns_avx512vnni(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+void compute_columns_avx512vnni(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
     switch ((task.tokens + 15) / 16) {
-        case 1: return compute_columns<1>(plan, workspace, m, y, task);
-        case 2: return compute_columns<2>(plan, workspace, m, y, task);
-        case 3: return compute_columns<3>(plan, workspace, m, y, task);
-        default: return compute_columns<4>(plan, workspace, m, y, task);
+        case 1: return compute_columns<1>(plan, workspace, m, out, task);
+        case 2: return compute_columns<2>(plan, workspace, m, out, task);
+        case 3: return compute_columns<3>(plan, workspace, m, out, task);
+        default: return compute_columns<4>(plan, workspace, m, out, task);
     }
 }
 
@@ -348,12 +349,12 @@ void quantize_avx512(const Plan& plan, const float* x, int64_t m, void* workspac
     }
 }
 
-void compute_avx512vnni(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+void compute_avx512vnni(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
     switch ((task.tokens + 15) / 16) {
-        case 1: return compute<1>(plan, workspace, m, y, task);
-        case 2: return compute<2>(plan, workspace, m, y, task);
-        case 3: return compute<3>(plan, workspace, m, y, task);
-        default: return compute<4>(plan, workspace, m, y, task);
+        case 1: return compute<1>(plan, workspace, m, out, task);
+        case 2: return compute<2>(plan, workspace, m, out, task);
+        case 3: return compute<3>(plan, workspace, m, out, task);
+        default: return compute<4>(plan, workspace, m, out, task);
     }
 }
 

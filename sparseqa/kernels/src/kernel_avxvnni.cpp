@@ -14,12 +14,12 @@ struct VnniDot {
 
 }  // namespace
 
-void compute_avxvnni(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
-    dispatch8<VnniDot>(plan, workspace, m, y, task);
+void compute_avxvnni(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
+    dispatch8<VnniDot>(plan, workspace, m, out, task);
 }
 
-void compute_columns_avxvnni(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
-    compute_columns8<VnniDot>(plan, workspace, m, y, task);
+void compute_columns_avxvnni(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
+    compute_columns8<VnniDot>(plan, workspace, m, out, task);
 }
 
 }  // namespace sq

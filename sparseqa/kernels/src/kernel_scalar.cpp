@@ -5,7 +5,7 @@
 
 namespace sq {
 
-void compute_scalar(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+void compute_scalar(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
     const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
     const int64_t t0 = task.token_block * TOKEN_BLOCK;
@@ -22,12 +22,13 @@ void compute_scalar(const Plan& plan, const void* workspace, int64_t m, float* y
                     acc[t] += a[4 * t] * w0 + a[4 * t + 1] * w1 + a[4 * t + 2] * w2 + a[4 * t + 3] * w3;
             }
         }
+        float* y = output_at(out, t0, o);
         for (int t = 0; t < task.tokens; ++t)
-            y[(t0 + t) * plan.n + o] = fmaf((float)(acc[t] - plan.offset_sum[o]), scales_t[t] * plan.scales[o], plan.bias[o]);
+            y[t * out.part_n] = fmaf((float)(acc[t] - plan.offset_sum[o]), scales_t[t] * plan.scales[o], plan.bias[o]);
     }
 }
 
-void compute_columns_scalar(const Plan& plan, const void* workspace, int64_t m, float* y, const Task& task) {
+void compute_columns_scalar(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
     const int8_t* base = reinterpret_cast<const int8_t*>(panel(plan, workspace, m, task.token_block));
     const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
     const int64_t t0 = task.token_block * TOKEN_BLOCK;
@@ -50,9 +51,9 @@ void compute_columns_scalar(const Plan& plan, const void* workspace, int64_t m, 
         }
         for (int r = 0; r < 4; ++r) {
             const int32_t o = 4 * g + r;
+            float* y = output_at(out, t0, o);
             for (int t = 0; t < task.tokens; ++t)
-                y[(t0 + t) * plan.n + o] =
-                    fmaf((float)(acc[r][t] - plan.offset_sum[o]), scales_t[t] * plan.scales[o], plan.bias[o]);
+                y[t * out.part_n] = fmaf((float)(acc[r][t] - plan.offset_sum[o]), scales_t[t] * plan.scales[o], plan.bias[o]);
         }
     }
 }
