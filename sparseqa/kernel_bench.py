@@ -3,9 +3,10 @@ against OpenVINO's dense int8 FullyConnected on the same shape, same thread coun
 
 The weights are random with 80% of their blocks zero, in the block orientations asked for (default 4x1, 4
 consecutive outputs × 1 input: how the Prune-OFA model was pruned; 1x4 too for comparison). Both sides are the same
-one-MatMul OpenVINO model in the int8 pattern NNCF writes (FakeQuantize on the activations, int8 weights with
-Convert and Multiply): as it is, which the CPU plugin compiles to an int8 FullyConnected (checked in the runtime
-model), and after the graph pass that hands the MatMul to ``sparseqa.SparseQALinear``. So both run on OpenVINO's own
+OpenVINO model in the int8 pattern NNCF writes (FakeQuantize on the activations, int8 weights with Convert and
+Multiply) of one MatMul, or of the three that share their input (query, key, value): as it is, which the CPU plugin
+compiles to one int8 FullyConnected per MatMul (checked in the runtime model), and after the graph pass that hands
+the MatMuls to one ``sparseqa.SparseQALinear``, as it does inside the model. So both run on OpenVINO's own
 threads as they do inside the model; calling the kernel library through its own thread pool instead would pit its
 workers against OpenVINO's still-spinning ones between interleaved runs. One element of the output is the model's
 result, so neither side pays a copy of its whole output into the caller's tensor, which it would not inside a model
@@ -31,9 +32,30 @@ from .timing import interleave
 
 SPARSITY = 0.8
 DEFAULT_BLOCKS = ("4x1",)
-# (outputs n, inputs k, how many of them one BERT-base encoder layer has)
-ENCODER_LINEARS = ((768, 768, 4), (3072, 768, 1), (768, 3072, 1))
 DEFAULT_SEQ_LENS = (128, 384)
+
+
+@dataclass(frozen=True)
+class LinearShape:
+    """Linears of one BERT-base encoder layer that run as one op: ``linears`` of n outputs on the same k inputs."""
+
+    n: int
+    k: int
+    linears: int = 1
+    what: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.k}->{self.n}" + (f" x{self.linears} ({self.what})" if self.linears > 1 else "")
+
+
+# One encoder layer's six Linears as the graph pass runs them: query, key and value (one input) as one op.
+ENCODER_LINEARS = (
+    LinearShape(768, 768, 3, "query, key, value: one op"),
+    LinearShape(768, 768),
+    LinearShape(3072, 768),
+    LinearShape(768, 3072),
+)
 
 
 class OpenVINONotInt8(RuntimeError):
@@ -48,6 +70,7 @@ class KernelRow:
     k: int
     seq_len: int
     blocks: str  # the block orientation of the weights sparseqa's kernel ran on
+    linears: int  # Linears of this shape on one input, timed together (sparseqa: one op; OpenVINO: one each)
     sparseqa_ms: float
     openvino_int8_ms: float
     speedup: float
@@ -69,16 +92,16 @@ class KernelBenchResult:
     date: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def encoder_layer(self) -> list[dict]:
-        """Per sequence length and block orientation, the sum over one encoder layer's six Linears (4 x 768->768,
-        768->3072, 3072->768)."""
-        counts = {(n, k): count for n, k, count in ENCODER_LINEARS}
+        """Per sequence length and block orientation, the sum over one encoder layer's six Linears (query, key and
+        value together, attention output, intermediate, output)."""
+        shapes = {(shape.n, shape.k, shape.linears) for shape in ENCODER_LINEARS}
         layers = []
         for seq_len, blocks in sorted({(row.seq_len, row.blocks) for row in self.rows}):
             rows = [row for row in self.rows if (row.seq_len, row.blocks) == (seq_len, blocks)]
-            if {(row.n, row.k) for row in rows} != set(counts):
+            if {(row.n, row.k, row.linears) for row in rows} != shapes:
                 continue
-            sparse = sum(counts[row.n, row.k] * row.sparseqa_ms for row in rows)
-            dense = sum(counts[row.n, row.k] * row.openvino_int8_ms for row in rows)
+            sparse = sum(row.sparseqa_ms for row in rows)
+            dense = sum(row.openvino_int8_ms for row in rows)
             layers.append(
                 {"seq_len": seq_len, "blocks": blocks, "sparseqa_ms": sparse, "openvino_int8_ms": dense,
                  "speedup": dense / sparse}
@@ -87,10 +110,10 @@ class KernelBenchResult:
 
     def table(self) -> pd.DataFrame:
         """One line per shape and length, then one per length for a whole encoder layer."""
-        counts = {(n, k): count for n, k, count in ENCODER_LINEARS}
+        labels = {(shape.n, shape.k, shape.linears): shape.label for shape in ENCODER_LINEARS}
         records = [
             {
-                "layer": f"{row.k}->{row.n}" + (f" (x{counts[row.n, row.k]})" if counts.get((row.n, row.k), 1) > 1 else ""),
+                "layer": labels[row.n, row.k, row.linears],
                 "seq_len": row.seq_len,
                 "blocks": row.blocks,
                 "sparseqa ms": round(row.sparseqa_ms, 3),
@@ -99,7 +122,7 @@ class KernelBenchResult:
                 "sparseqa GMAC/s": round(row.gmacs, 1),
                 "OpenVINO GMAC/s": round(row.openvino_gmacs, 1),
             }
-            for row in sorted(self.rows, key=lambda row: (row.seq_len, row.k, row.n, row.blocks))
+            for row in sorted(self.rows, key=lambda row: (row.seq_len, row.k, row.n, -row.linears, row.blocks))
         ]
         records += [
             {
@@ -160,48 +183,53 @@ def pruned_weight(n: int, k: int, sparsity: float = SPARSITY, seed: int = 0, blo
     return weight
 
 
-def int8_linear_model(weight: np.ndarray, bias: np.ndarray, seq_len: int):
-    """A one-MatMul OpenVINO model of ``x @ weight.T + bias`` in NNCF's int8 pattern, with one element as its result."""
+def int8_linear_model(weights: list[np.ndarray], biases: list[np.ndarray], seq_len: int):
+    """An OpenVINO model of ``x @ weight.T + bias`` for each of ``weights`` on one input ``x``, in NNCF's int8
+    pattern, with one element of each as its results."""
     import openvino as ov
     import openvino.opset13 as ops
 
-    n, k = weight.shape
+    k = weights[0].shape[1]
     x = ops.parameter([seq_len, k], ov.Type.f32, name="x")
     # Symmetric 8-bit activations over a fixed range, as NNCF writes them for a signed input.
     limit = np.float32(4.0)
     quantized_x = ops.fake_quantize(x, -limit, limit * 127 / 128, -limit, limit * 127 / 128, 256)
-    scales = (np.abs(weight).max(axis=1, keepdims=True) / 127).astype(np.float32)
-    scales[scales == 0] = 1.0
-    int8 = np.clip(np.rint(weight / scales), -127, 127).astype(np.int8)
-    dequantized = ops.multiply(ops.convert(ops.constant(int8), ov.Type.f32), ops.constant(scales))
-    output = ops.add(ops.matmul(quantized_x, dequantized, False, True), ops.constant(bias.astype(np.float32)))
-    first = ops.slice(output, np.array([0, 0]), np.array([1, 1]), np.array([1, 1]))
-    return ov.Model([first], [x], f"linear_{k}x{n}")
+    results = []
+    for weight, bias in zip(weights, biases):
+        scales = (np.abs(weight).max(axis=1, keepdims=True) / 127).astype(np.float32)
+        scales[scales == 0] = 1.0
+        int8 = np.clip(np.rint(weight / scales), -127, 127).astype(np.int8)
+        dequantized = ops.multiply(ops.convert(ops.constant(int8), ov.Type.f32), ops.constant(scales))
+        output = ops.add(ops.matmul(quantized_x, dequantized, False, True), ops.constant(bias.astype(np.float32)))
+        results.append(ops.slice(output, np.array([0, 0]), np.array([1, 1]), np.array([1, 1])))
+    return ov.Model(results, [x], f"linear_{k}x{weights[0].shape[0]}x{len(weights)}")
 
 
-def compile_linears(weight: np.ndarray, bias: np.ndarray, seq_len: int, threads: int, extension: Path):
+def compile_linears(weights: list[np.ndarray], biases: list[np.ndarray], seq_len: int, threads: int, extension: Path):
     """(OpenVINO's int8 model, the same model on sparseqa's kernel, what OpenVINO runs), both compiled for ``threads``.
 
-    Raises OpenVINONotInt8 when the CPU plugin does not compile the MatMul to an int8 FullyConnected.
+    Raises OpenVINONotInt8 when the CPU plugin does not compile each MatMul to an int8 FullyConnected.
     """
     import openvino as ov
 
-    from .sparse_ir import sparsify
+    from .sparse_ir import OP_TYPE, sparsify
 
     config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
     core = ov.Core()
     core.add_extension(str(extension))
-    dense = core.compile_model(int8_linear_model(weight, bias, seq_len), "CPU", config)
+    dense = core.compile_model(int8_linear_model(weights, biases, seq_len), "CPU", config)
     layers = []
     for op in dense.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
         if info["layerType"].astype(str) == "FullyConnected":
             layers.append((info["primitiveType"].astype(str), info["runtimePrecision"].astype(str)))
-    if len(layers) != 1 or layers[0][1] not in ("u8", "i8"):
-        raise OpenVINONotInt8(f"OpenVINO compiled the int8 MatMul to {layers or 'no FullyConnected'}, not int8")
-    sparse_model = int8_linear_model(weight, bias, seq_len)
-    if len(sparsify(sparse_model, extension)) != 1:
-        raise RuntimeError("the graph pass left the benchmark's MatMul alone")
+    if len(layers) != len(weights) or any(precision not in ("u8", "i8") for _, precision in layers):
+        raise OpenVINONotInt8(f"OpenVINO compiled the int8 MatMuls to {layers or 'no FullyConnected'}, not int8")
+    sparse_model = int8_linear_model(weights, biases, seq_len)
+    if len(sparsify(sparse_model, extension)) != len(weights):
+        raise RuntimeError("the graph pass left a MatMul of the benchmark alone")
+    if sum(op.get_type_name() == OP_TYPE for op in sparse_model.get_ordered_ops()) != 1:
+        raise RuntimeError("the graph pass did not make the benchmark's Linears one op")
     sparse = core.compile_model(sparse_model, "CPU", config)
     primitive, precision = layers[0]
     return dense, sparse, f"FullyConnected {primitive}, {precision} activations x i8 weights"
@@ -232,17 +260,19 @@ def run_kernel_benchmark(
     result: KernelBenchResult | None = None
     other = OtherCpuUse()
     steps = len(ENCODER_LINEARS) * len(seq_lens)
-    for index, (seq_len, (n, k, _)) in enumerate((s, shape) for s in seq_lens for shape in ENCODER_LINEARS):
+    for index, (seq_len, shape) in enumerate((s, shape) for s in seq_lens for shape in ENCODER_LINEARS):
+        n, k = shape.n, shape.k
         if progress:
-            progress(index / steps, f"{k}->{n} at {seq_len} tokens")
-        bias = np.random.default_rng(index).standard_normal(n).astype(np.float32)
+            progress(index / steps, f"{shape.label} at {seq_len} tokens")
+        rng = np.random.default_rng(index)
+        biases = [rng.standard_normal(n).astype(np.float32) for _ in range(shape.linears)]
         x = ov.Tensor(np.random.default_rng(100 + index).standard_normal((seq_len, k)).astype(np.float32))
         requests, useful = {}, {}
         for orientation in blocks:
-            weight = pruned_weight(n, k, seed=index, blocks=orientation)
-            dense, sparse, openvino_layer = compile_linears(weight, bias, seq_len, threads, extension)
+            weights = [pruned_weight(n, k, seed=index + 1000 * i, blocks=orientation) for i in range(shape.linears)]
+            dense, sparse, openvino_layer = compile_linears(weights, biases, seq_len, threads, extension)
             requests[orientation] = sparse.create_infer_request()
-            useful[orientation] = pack_bcsr(weight, None, orientation).nonzero_weights * seq_len
+            useful[orientation] = sum(pack_bcsr(w, None, orientation).nonzero_weights for w in weights) * seq_len
         # OpenVINO's dense kernel takes as long on either pattern: it is timed once, on the last one's weights.
         requests["openvino"] = dense.create_infer_request()
         for request in requests.values():
@@ -262,11 +292,12 @@ def run_kernel_benchmark(
                     k=k,
                     seq_len=seq_len,
                     blocks=orientation,
+                    linears=shape.linears,
                     sparseqa_ms=sparse_ms,
                     openvino_int8_ms=dense_ms,
                     speedup=dense_ms / sparse_ms,
                     gmacs=useful[orientation] / sparse_ms / 1e6,
-                    openvino_gmacs=n * k * seq_len / dense_ms / 1e6,
+                    openvino_gmacs=shape.linears * n * k * seq_len / dense_ms / 1e6,
                 )
             )
     assert result is not None

@@ -5,6 +5,9 @@ zero in one orientation (``blocks``: "1x4", 1 output × 4 consecutive inputs, or
 input; read from the weights, the more zero one wins) by the custom op ``sparseqa.SparseQALinear`` (built from
 sparseqa/kernels/openvino), which holds the nonzero blocks in block-CSR form with per-output-row int8 scales and runs
 the kernel family of that orientation.
+Linears without an activation that read the same input (an attention's query, key and value) become one op that
+stacks their weights and has one output per Linear, which the kernels write directly: one quantization of the input
+and one parallel call for all three instead of one each.
 A GELU (erf form) that follows a replaced Linear is computed inside the op, on each output tile while it is in
 cache, as OpenVINO fuses it into its own FullyConnected, and so is a per-feature constant Multiply after that GELU
 (NNCF's SmoothQuant scale of the next Linear's input). Attention, LayerNorm and everything else stay with OpenVINO,
@@ -18,12 +21,13 @@ fp32 IR the weights are quantized here, per output row (symmetric, scale = max|w
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .blocks import BLOCK, MIN_BLOCKED_SHARE, ORIENTATIONS, zero_block_share
-from .sparse_kernels import BlockCSR, int8_bcsr, pack_bcsr
+from .sparse_kernels import BlockCSR, int8_bcsr, pack_bcsr, stack_bcsr
 
 OP_TYPE = "SparseQALinear"
 
@@ -79,26 +83,50 @@ def _node_factory(extension: Path):
 
 def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCKED_SHARE) -> dict[str, str]:
     """Replace each sparse constant-weight MatMul (+ bias Add) of ``model`` in place; the replaced MatMuls' names,
-    each with the block orientation its kernels use."""
+    each with the block orientation its kernels use. Linears that read the same input (an attention's query, key and
+    value) become one op with one output per Linear."""
     from openvino import opset13 as ops
 
     factory = _node_factory(Path(extension))
-    replaced = {}
+    linears = []
     for matmul in model.get_ordered_ops():
-        if matmul.get_type_name() != "MatMul":
-            continue
-        found = _sparse_linear(matmul, min_block_sparsity)
-        if found is None:
-            continue
-        activations, weights, output, activation, output_scale = found
-        blob = ops.constant(weights_blob(weights, output_scale))
-        attributes = {"outputs": weights.n, "activation": activation, "blocks": weights.orientation}
-        linear = factory.create(OP_TYPE, [activations, blob], attributes)
-        linear.set_friendly_name(matmul.get_friendly_name())
-        output.replace(linear.output(0))
-        replaced[matmul.get_friendly_name()] = weights.orientation
+        if matmul.get_type_name() == "MatMul":
+            found = _sparse_linear(matmul, min_block_sparsity)
+            if found is not None:
+                linears.append(found)
+    replaced = {}
+    for group in _shared_input_groups(linears):
+        first = group[0]
+        weights = stack_bcsr([linear.weights for linear in group]) if len(group) > 1 else first.weights
+        blob = ops.constant(weights_blob(weights, first.output_scale))
+        attributes = {"outputs": weights.n, "activation": first.activation, "blocks": weights.orientation}
+        if len(group) > 1:
+            attributes["parts"] = len(group)
+        # Read now, not when the group was found: the Linear that feeds this one may have been replaced since.
+        op = factory.create(OP_TYPE, [_activation_input(first.matmul), blob], attributes)
+        op.set_friendly_name(" + ".join(linear.name for linear in group))
+        for index, linear in enumerate(group):
+            linear.output.replace(op.output(index))
+            replaced[linear.name] = weights.orientation
     model.validate_nodes_and_infer_types()
     return replaced
+
+
+def _shared_input_groups(linears: list[_Linear]) -> list[list[_Linear]]:
+    """``linears`` in groups for one op each: those without an activation that read the same input with the same
+    block orientation and output count (a multiple of 16, as the kernels' split outputs need) together, in graph
+    order; every other Linear alone."""
+    groups: dict[tuple, list[_Linear]] = {}
+    for index, linear in enumerate(linears):
+        source = linear.activations
+        stackable = linear.activation == "none" and linear.output_scale is None and linear.weights.n % 16 == 0
+        key = (
+            (source.get_node().get_name(), source.get_index(), linear.weights.orientation, linear.weights.n)
+            if stackable
+            else index
+        )
+        groups.setdefault(key, []).append(linear)
+    return list(groups.values())
 
 
 def sparsify_ir(source_xml: Path, target_xml: Path, extension: Path) -> dict[str, str]:
@@ -163,9 +191,22 @@ def _keep_precision(xml: Path, names: set[str]) -> None:
     tree.write(xml, encoding="utf-8", xml_declaration=True)
 
 
-def _sparse_linear(matmul, min_block_sparsity: float):
-    """(activation output, BlockCSR, output to replace, "gelu" or "none", output scale or None) for a sparse Linear
-    MatMul, or None to leave it alone."""
+@dataclass(frozen=True)
+class _Linear:
+    """A sparse Linear the pass replaces: what its op reads, computes and stands in for."""
+
+    matmul: object
+    name: str  # the MatMul's
+    activations: object  # the ov Output the op reads (when the pass found it)
+    weights: BlockCSR
+    output: object  # the ov Output the op's output replaces (after the bias Add, GELU and scale it absorbs)
+    activation: str  # "none" or "gelu"
+    output_scale: np.ndarray | None
+
+
+def _sparse_linear(matmul, min_block_sparsity: float) -> _Linear | None:
+    """The sparse Linear ``matmul`` starts (with the bias Add, GELU and per-feature scale after it that the op
+    computes too), or None to leave it alone."""
     attributes = matmul.get_attributes()
     if attributes.get("transpose_a") or not attributes.get("transpose_b"):
         return None
@@ -179,9 +220,7 @@ def _sparse_linear(matmul, min_block_sparsity: float):
     if orientation is None:
         return None
     n = weight[0].shape[0]
-    if activations.get_node().get_type_name() == "FakeQuantize":
-        # NNCF's static activation quantization is replaced by the op's dynamic per-token one.
-        activations = activations.get_node().input(0).get_source_output()
+    activations = _activation_input(matmul)
     output, bias = matmul.output(0), None
     consumers = list(output.get_target_inputs())
     if len(consumers) == 1 and consumers[0].get_node().get_type_name() == "Add":
@@ -202,7 +241,16 @@ def _sparse_linear(matmul, min_block_sparsity: float):
         packed = pack_bcsr(weight[0], bias, orientation)
     else:
         packed = int8_bcsr(weight[0], weight[1], bias, orientation)
-    return activations, packed, output, activation, output_scale
+    return _Linear(matmul, matmul.get_friendly_name(), activations, packed, output, activation, output_scale)
+
+
+def _activation_input(matmul):
+    """What the op of ``matmul`` reads: its activation input, before NNCF's FakeQuantize if it has one (the op's
+    dynamic per-token quantization replaces NNCF's static one)."""
+    activations = matmul.input(0).get_source_output()
+    if activations.get_node().get_type_name() == "FakeQuantize":
+        activations = activations.get_node().input(0).get_source_output()
+    return activations
 
 
 def _per_output_scale(output, n: int):

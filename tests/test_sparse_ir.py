@@ -85,6 +85,39 @@ def op_blocks(model) -> list[str]:
     return [node.get_attributes()["blocks"] for node in model.get_ordered_ops() if node.get_type_name() == OP_TYPE]
 
 
+def op_parts(model) -> list[int]:
+    """How many Linears each sparseqa op in ``model`` stands for (its outputs), in graph order."""
+    return [int(node.get_attributes().get("parts", 1)) for node in model.get_ordered_ops() if node.get_type_name() == OP_TYPE]
+
+
+@pytest.mark.parametrize("orientation", ORIENTATIONS)
+def test_linears_of_one_input_become_one_op_with_an_output_each(core, extension, orientation):
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(12)
+    x = ops.parameter([-1, -1, 64], np.float32, name="x")
+    # Query, key and value (32 outputs each) read x, and so do a wider Linear and one with a GELU: those stay alone.
+    shapes = [(32, False), (32, False), (48, False), (32, False), (32, True)]
+    layers = [(sparse_int8_weight(rng, n, 64, orientation=orientation), rng.normal(size=n).astype(np.float32)) for n, _ in shapes]
+    outputs = []
+    for (weight, bias), (_, gelu) in zip(layers, shapes):
+        out = ops.add(ops.matmul(x, ops.constant(weight), False, True), ops.constant(bias))
+        outputs.append(ops.gelu(out, "erf") if gelu else out)
+    model = ov.Model(outputs, [x], "shared input")
+    assert list(sparsify(model, extension).values()) == [orientation] * 5
+    assert sorted(op_parts(model)) == [1, 1, 3] and op_blocks(model) == [orientation] * 3
+    inputs = rng.normal(size=(1, 70, 64)).astype(np.float32)
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": "2"})
+    results = compiled.create_infer_request().infer({0: inputs})
+    for index in range(5):  # the three parts each give their own Linear's result
+        weight, bias = layers[index]
+        expected = numpy_linear(pack_bcsr(weight, bias, orientation), inputs.reshape(-1, 64)).reshape(1, 70, -1)
+        if shapes[index][1]:
+            expected = 0.5 * expected * (1 + np.vectorize(math.erf)(expected.astype(np.float64) / math.sqrt(2)))
+        np.testing.assert_allclose(results[compiled.output(index)], expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("orientation", ORIENTATIONS)
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (2, 130), (1, 384)])
 def test_op_computes_what_the_kernel_reference_computes(core, extension, shape, orientation):
@@ -241,7 +274,9 @@ def test_pass_replaces_exactly_the_encoder_linears_of_the_tiny_sparse_model(
     replaced = sparsify_ir(source, target, extension)
     assert set(replaced) == linears and set(replaced.values()) == {orientation}
     model = core.read_model(target)
-    assert op_count(model) == len(linears) and set(op_blocks(model)) == {orientation}
+    # Per layer: query, key and value as one op with an output each, then attention output, intermediate, output.
+    assert op_count(model) == 2 * 4 and set(op_blocks(model)) == {orientation}
+    assert sorted(op_parts(model)) == [1] * 6 + [3] * 2
     assert not encoder_linears(core, target)
     remaining = [node.get_friendly_name() for node in model.get_ordered_ops() if node.get_type_name() == "MatMul"]
     assert any("qa_outputs" in name for name in remaining)  # the dense QA head stays with OpenVINO
@@ -359,7 +394,7 @@ def test_export_writes_the_sparse_kernel_ir_only_when_asked(tiny_sparse_model, c
     argv = ["export", "--model", str(tiny_sparse_model), "--precision", "int8", "--kernels", "sparseqa", "--out", str(ours)]
     assert main(argv) == 0
     assert "12 sparse Linears run on sparseqa's op" in capsys.readouterr().out
-    assert op_count(core.read_model(ours / "openvino_model.xml")) == 12
+    assert op_count(core.read_model(ours / "openvino_model.xml")) == 2 * 4  # query, key and value share one
 
 
 def test_app_and_cli_take_kernels_from_flag_or_environment():

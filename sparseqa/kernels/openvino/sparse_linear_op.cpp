@@ -42,8 +42,9 @@ BlobLayout blob_layout(const ov::Tensor& blob, int64_t n, int64_t rows) {
 }  // namespace
 
 SparseQALinear::SparseQALinear(const ov::OutputVector& arguments, int64_t outputs, std::string activation,
-                               std::string blocks)
-    : Op(arguments), m_outputs(outputs), m_activation(std::move(activation)), m_blocks(std::move(blocks)) {
+                               std::string blocks, int64_t parts)
+    : Op(arguments), m_outputs(outputs), m_activation(std::move(activation)), m_blocks(std::move(blocks)),
+      m_parts(parts) {
     constructor_validate_and_infer_types();
 }
 
@@ -59,21 +60,27 @@ void SparseQALinear::validate_and_infer_types() {
                           get_input_element_type(X));
     NODE_VALIDATION_CHECK(this, get_input_element_type(WEIGHTS) == ov::element::u8, "the weights blob must be u8, got ",
                           get_input_element_type(WEIGHTS));
+    NODE_VALIDATION_CHECK(this, m_parts == 1 || (m_parts > 1 && m_outputs % m_parts == 0 && (m_outputs / m_parts) % 16 == 0),
+                          "parts must be 1, or split outputs into equal multiples of 16; got ", m_parts, " for ",
+                          m_outputs, " outputs");
+    NODE_VALIDATION_CHECK(this, m_parts == 1 || m_activation == "none", "parts > 1 takes no activation");
     ov::PartialShape output = get_input_partial_shape(X);
     NODE_VALIDATION_CHECK(this, output.rank().is_static() && output.rank().get_length() >= 1, "x needs a static rank >= 1");
-    output[output.rank().get_length() - 1] = m_outputs;
-    set_output_type(0, ov::element::f32, output);
+    output[output.rank().get_length() - 1] = m_outputs / m_parts;
+    set_output_size(static_cast<size_t>(m_parts));
+    for (int64_t part = 0; part < m_parts; ++part) set_output_type(static_cast<size_t>(part), ov::element::f32, output);
 }
 
 std::shared_ptr<ov::Node> SparseQALinear::clone_with_new_inputs(const ov::OutputVector& new_args) const {
     check_new_args_count(this, new_args);
-    return std::make_shared<SparseQALinear>(new_args, m_outputs, m_activation, m_blocks);
+    return std::make_shared<SparseQALinear>(new_args, m_outputs, m_activation, m_blocks, m_parts);
 }
 
 bool SparseQALinear::visit_attributes(ov::AttributeVisitor& visitor) {
     visitor.on_attribute("outputs", m_outputs);
     visitor.on_attribute("activation", m_activation);
     visitor.on_attribute("blocks", m_blocks);
+    visitor.on_attribute("parts", m_parts);
     return true;
 }
 
@@ -152,13 +159,17 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
     OPENVINO_ASSERT(!shape.empty() && static_cast<int64_t>(shape.back()) == sq_plan_k(packed),
                     "SparseQALinear: x's last dimension ", shape.back(), " is not the weights' ", sq_plan_k(packed));
     const int64_t m = static_cast<int64_t>(ov::shape_size(shape) / shape.back());
-    shape.back() = static_cast<size_t>(sq_plan_n(packed));
-    outputs[0].set_shape(shape);
+    shape.back() = static_cast<size_t>(sq_plan_n(packed) / m_parts);
+    std::vector<float*> ys;
+    for (auto& output : outputs) {
+        output.set_shape(shape);
+        ys.push_back(output.data<float>());
+    }
     GeluPost post{m_activation == "gelu" ? gelu_for(sq_plan_isa(packed)) : nullptr,
                   m_output_scale.empty() ? nullptr : m_output_scale.data()};
-    const int result = sq_linear_hosted(packed, x.data<const float>(), m, outputs[0].data<float>(),
-                                        std::max(1, parallel_get_max_threads()), openvino_threads, nullptr,
-                                        post.gelu ? gelu_tile : nullptr, &post);
+    const int result = sq_linear_hosted_parts(packed, x.data<const float>(), m, ys.data(), static_cast<int>(ys.size()),
+                                              std::max(1, parallel_get_max_threads()), openvino_threads, nullptr,
+                                              post.gelu ? gelu_tile : nullptr, &post);
     OPENVINO_ASSERT(result == 0, "SparseQALinear: the sparseqa kernels ran out of memory");
     return true;
 }

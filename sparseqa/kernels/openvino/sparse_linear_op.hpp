@@ -7,10 +7,12 @@
 // one input per array because the CPU plugin infers a custom op's shapes on every request of a dynamic-shape model
 // by rebuilding the op from its inputs: with six inputs per op that took ~6% of a 128-token BERT-base request.
 // Attributes: outputs (n), activation ("none" or "gelu"), blocks ("1x4": 1 output x 4 inputs, or "4x1": 4 outputs x
-// 1 input; see sparseqa/blocks.py).
+// 1 input; see sparseqa/blocks.py), parts (1 unless the weights are several Linears of the same input stacked).
 // Output: f32 [..., n], passed through GELU (erf form) when activation is "gelu", as the Linear before BERT's GELU
 // is fused with it; then, with output_scale, multiplied by it per output (NNCF's SmoothQuant scale for the next
-// Linear's input). The op is a thin adapter: the kernel library packs the weights once (on the first evaluate) and
+// Linear's input). With parts > 1 (no activation; n / parts a multiple of 16), ``parts`` outputs f32 [..., n / parts],
+// one per stacked Linear, which the kernels write directly: query, key and value cost one quantization of x and one
+// parallel call, and nothing copies the result apart. The op is a thin adapter: the kernel library packs the weights once (on the first evaluate) and
 // runs the product with the threads of the OpenVINO stream it is called from.
 #pragma once
 
@@ -30,7 +32,8 @@ public:
     OPENVINO_OP("SparseQALinear", "sparseqa");
 
     SparseQALinear() = default;
-    SparseQALinear(const ov::OutputVector& arguments, int64_t outputs, std::string activation, std::string blocks);
+    SparseQALinear(const ov::OutputVector& arguments, int64_t outputs, std::string activation, std::string blocks,
+                   int64_t parts = 1);
 
     void validate_and_infer_types() override;
     std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
@@ -44,6 +47,7 @@ private:
     int64_t m_outputs = 0;
     std::string m_activation = "none";  // "none" or "gelu"
     std::string m_blocks = "1x4";       // "1x4" or "4x1"
+    int64_t m_parts = 1;
 
     // Packed once per op instance (the CPU plugin keeps one instance per compiled model); read by every request.
     mutable std::once_flag m_packed;
