@@ -197,7 +197,7 @@ class _Linear:
 
     matmul: object
     name: str  # the MatMul's
-    activations: object  # the ov Output the op reads (when the pass found it)
+    activations: object  # the ov Output the op reads, as the pass found it: what groups Linears of one input
     weights: BlockCSR
     output: object  # the ov Output the op's output replaces (after the bias Add, GELU and scale it absorbs)
     activation: str  # "none" or "gelu"

@@ -12,8 +12,9 @@
 // is fused with it; then, with output_scale, multiplied by it per output (NNCF's SmoothQuant scale for the next
 // Linear's input). With parts > 1 (no activation; n / parts a multiple of 16), ``parts`` outputs f32 [..., n / parts],
 // one per stacked Linear, which the kernels write directly: query, key and value cost one quantization of x and one
-// parallel call, and nothing copies the result apart. The op is a thin adapter: the kernel library packs the weights once (on the first evaluate) and
-// runs the product with the threads of the OpenVINO stream it is called from.
+// parallel call, and nothing copies the result apart. The op is a thin adapter: the kernel library packs the
+// weights once (on the first evaluate) and runs the product with the threads of the OpenVINO stream it is called
+// from.
 #pragma once
 
 #include <memory>
