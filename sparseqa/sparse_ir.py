@@ -8,6 +8,10 @@ the kernel family of that orientation.
 Linears without an activation that read the same input (an attention's query, key and value) become one op that
 stacks their weights and has one output per Linear, which the kernels write directly: one quantization of the input
 and one parallel call for all three instead of one each.
+A Linear with a GELU whose one reader is another Linear without activation (a feed-forward block: intermediate,
+GELU, output) becomes one op with it (attributes then_outputs and then_blocks, the second Linear's weights as a
+third input), which hands the first's outputs to the second as its quantized activations without writing them out
+as a tensor (bit for bit the two ops' result; measured 2-5% faster on the pair, see the README).
 A GELU (erf form) that follows a replaced Linear is computed inside the op, on each output tile while it is in
 cache, as OpenVINO fuses it into its own FullyConnected, and so is a per-feature constant Multiply after that GELU
 (NNCF's SmoothQuant scale of the next Linear's input). Attention, LayerNorm and everything else stay with OpenVINO,
@@ -81,21 +85,38 @@ def _node_factory(extension: Path):
     return _factories[extension]
 
 
-def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCKED_SHARE) -> dict[str, str]:
+def sparsify(
+    model, extension: Path, min_block_sparsity: float = MIN_BLOCKED_SHARE, chain: bool = True
+) -> dict[str, str]:
     """Replace each sparse constant-weight MatMul (+ bias Add) of ``model`` in place; the replaced MatMuls' names,
     each with the block orientation its kernels use. Linears that read the same input (an attention's query, key and
-    value) become one op with one output per Linear."""
+    value) become one op with one output per Linear; with ``chain``, a Linear with GELU whose only reader is another
+    Linear (a feed-forward's intermediate and output) becomes one op with it."""
     from openvino import opset13 as ops
 
     factory = _node_factory(Path(extension))
-    linears = []
-    for matmul in model.get_ordered_ops():
-        if matmul.get_type_name() == "MatMul":
-            found = _sparse_linear(matmul, min_block_sparsity)
-            if found is not None:
-                linears.append(found)
+    linears = [
+        linear
+        for matmul in model.get_ordered_ops()
+        if matmul.get_type_name() == "MatMul" and (linear := _sparse_linear(matmul, min_block_sparsity)) is not None
+    ]
+    chains = _chains(linears) if chain else []
+    chained = {id(linear) for pair in chains for linear in pair}
     replaced = {}
-    for group in _shared_input_groups(linears):
+    for first, second in chains:
+        attributes = {
+            "outputs": first.weights.n,
+            "activation": first.activation,
+            "blocks": first.weights.orientation,
+            "then_outputs": second.weights.n,
+            "then_blocks": second.weights.orientation,
+        }
+        blobs = [ops.constant(weights_blob(first.weights, first.output_scale)), ops.constant(weights_blob(second.weights))]
+        op = factory.create(OP_TYPE, [_activation_input(first.matmul), *blobs], attributes)
+        op.set_friendly_name(f"{first.name} + {second.name}")
+        second.output.replace(op.output(0))
+        replaced[first.name], replaced[second.name] = first.weights.orientation, second.weights.orientation
+    for group in _shared_input_groups([linear for linear in linears if id(linear) not in chained]):
         first = group[0]
         weights = stack_bcsr([linear.weights for linear in group]) if len(group) > 1 else first.weights
         blob = ops.constant(weights_blob(weights, first.output_scale))
@@ -109,7 +130,27 @@ def sparsify(model, extension: Path, min_block_sparsity: float = MIN_BLOCKED_SHA
             linear.output.replace(op.output(index))
             replaced[linear.name] = weights.orientation
     model.validate_nodes_and_infer_types()
-    return replaced
+    return {linear.name: replaced[linear.name] for linear in linears}
+
+
+def _chains(linears: list[_Linear]) -> list[tuple[_Linear, _Linear]]:
+    """Pairs (first, second) of ``linears`` where second reads only first's output, after its GELU (and scale), and
+    has no activation itself: a feed-forward block, which one op computes without its intermediate tensor."""
+    producers = {(linear.output.get_node().get_name(), linear.output.get_index()): linear for linear in linears}
+    pairs = []
+    for second in linears:
+        source = second.activations
+        first = producers.get((source.get_node().get_name(), source.get_index()))
+        if (
+            first is not None
+            and first.activation == "gelu"
+            and second.activation == "none"
+            and second.output_scale is None
+            and first.weights.n % BLOCK == 0
+            and len(first.output.get_target_inputs()) == 1
+        ):
+            pairs.append((first, second))
+    return pairs
 
 
 def _shared_input_groups(linears: list[_Linear]) -> list[list[_Linear]]:

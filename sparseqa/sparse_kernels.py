@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,6 +184,12 @@ def _struct(weights: BlockCSR) -> _Bcsr:
     )
 
 
+# sq_rows_fn: (context, rows, stride, row_begin, row_end, count), an elementwise op in place on a tile of outputs.
+ROWS_FN = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_int64, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32
+)
+
+
 @functools.cache
 def _library() -> ctypes.CDLL:
     library = ctypes.CDLL(str(native.kernel_library()))
@@ -196,6 +203,11 @@ def _library() -> ctypes.CDLL:
             ctypes.c_int, [pointer, pointer, ctypes.c_int64, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
         ),
         "sq_parts_fit": (ctypes.c_int, [pointer, ctypes.c_int]),
+        "sq_chain_fits": (ctypes.c_int, [pointer, pointer]),
+        "sq_chain": (
+            ctypes.c_int,
+            [pointer, pointer, pointer, ctypes.c_int64, pointer, ctypes.c_int, ROWS_FN, pointer],
+        ),
         "sq_linear_reference": (ctypes.c_int, [ctypes.POINTER(_Bcsr), pointer, ctypes.c_int64, pointer]),
     }
     for name, (result, arguments) in signatures.items():
@@ -258,6 +270,34 @@ class SparseLinear:
         if getattr(self, "_plan", None):
             _library().sq_plan_destroy(self._plan)
             self._plan = None
+
+
+def chain(
+    first: SparseLinear,
+    second: SparseLinear,
+    x: np.ndarray,
+    threads: int = 0,
+    between: Callable[[np.ndarray, int], None] | None = None,
+) -> np.ndarray:
+    """``second(between(first(x)))`` in one native call, the first's outputs handed to the second as its quantized
+    activations without going through (tokens, n) memory; bit for bit the three steps one after another.
+    ``between(tile, row_begin)`` (or None) changes in place a (rows, 64) tile of the first's outputs, one row per
+    output from ``row_begin``, one column per token of a block of 64, elementwise. It is called from the kernels'
+    worker threads, so from Python it is for tests, not speed."""
+    x = _activations(x, first.weights.k)
+    library = _library()
+    if not library.sq_chain_fits(first._plan, second._plan):
+        raise ValueError(f"the second Linear takes {second.weights.k} inputs, not the first's {first.weights.n} outputs")
+    y = aligned_empty((x.shape[0], second.weights.n))
+
+    def rows(_context, data, stride, row_begin, row_end, count):
+        tile = np.ctypeslib.as_array(data, shape=((row_end - row_begin) * stride,))
+        between(tile.reshape(row_end - row_begin, stride)[:, :count], row_begin)
+
+    callback = ROWS_FN(rows) if between is not None else ROWS_FN()
+    if library.sq_chain(first._plan, second._plan, x.ctypes.data, x.shape[0], y.ctypes.data, threads, callback, None):
+        raise ValueError(f"sq_chain failed (threads={threads}): bad arguments or out of memory")
+    return y
 
 
 def aligned_empty(shape: tuple[int, ...], alignment: int = 64) -> np.ndarray:

@@ -85,6 +85,13 @@ def op_blocks(model) -> list[str]:
     return [node.get_attributes()["blocks"] for node in model.get_ordered_ops() if node.get_type_name() == OP_TYPE]
 
 
+def op_then_outputs(model) -> list[int]:
+    """The outputs of the second Linear each sparseqa op computes after its first (0: one Linear), in graph order."""
+    return [
+        int(node.get_attributes().get("then_outputs", 0)) for node in model.get_ordered_ops() if node.get_type_name() == OP_TYPE
+    ]
+
+
 def op_parts(model) -> list[int]:
     """How many Linears each sparseqa op in ``model`` stands for (its outputs), in graph order."""
     return [int(node.get_attributes().get("parts", 1)) for node in model.get_ordered_ops() if node.get_type_name() == OP_TYPE]
@@ -206,8 +213,9 @@ def test_op_inside_a_small_model_stays_close_to_the_same_model_without_it(core, 
     ]
     dense = linear_model(layers, 32)
     sparse = linear_model(layers, 32)
-    assert list(sparsify(sparse, extension).values()) == ["4x1", "1x4", "4x1"] and op_count(sparse) == 3
-    assert op_blocks(sparse) == ["4x1", "1x4", "4x1"]
+    assert list(sparsify(sparse, extension).values()) == ["4x1", "1x4", "4x1"] and op_count(sparse) == 2
+    # The last two (GELU between, none after) are one op; the first, whose GELU feeds a Linear with a GELU, alone.
+    assert op_blocks(sparse) == ["4x1", "1x4"] and op_then_outputs(sparse) == [0, 16]
     assert not any(node.get_type_name() == "Gelu" for node in sparse.get_ordered_ops())
     x = rng.normal(size=(2, 50, 32)).astype(np.float32)
     expected, actual = run(core, dense, x), run(core, sparse, x)
@@ -217,6 +225,50 @@ def test_op_inside_a_small_model_stays_close_to_the_same_model_without_it(core, 
     assert np.abs(actual - expected).max() <= 0.02 * np.abs(expected).max()
     cosine = float(actual.ravel() @ expected.ravel() / np.linalg.norm(actual) / np.linalg.norm(expected))
     assert cosine > 0.9995
+
+
+@pytest.mark.parametrize("second", ORIENTATIONS)
+@pytest.mark.parametrize("first", ORIENTATIONS)
+def test_feed_forward_as_one_op_gives_bit_for_bit_the_two_ops_result(core, extension, first, second):
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(21)
+    intermediate = (sparse_int8_weight(rng, 96, 64, orientation=first), rng.normal(size=96).astype(np.float32))
+    output = (sparse_int8_weight(rng, 40, 96, orientation=second), rng.normal(size=40).astype(np.float32))
+    scale = rng.uniform(0.5, 2.0, size=96).astype(np.float32)
+
+    def feed_forward():
+        # As NNCF leaves BERT's: Linear, GELU, a per-feature SmoothQuant scale, Linear.
+        x = ops.parameter([-1, -1, 64], np.float32, name="x")
+        hidden = ops.gelu(ops.add(ops.matmul(x, ops.constant(intermediate[0]), False, True), ops.constant(intermediate[1])), "erf")
+        hidden = ops.multiply(hidden, ops.constant(scale))
+        y = ops.add(ops.matmul(hidden, ops.constant(output[0]), False, True), ops.constant(output[1]))
+        return ov.Model([y], [x], "feed-forward")
+
+    chained, separate, dense = feed_forward(), feed_forward(), feed_forward()
+    assert list(sparsify(chained, extension).values()) == [first, second]
+    assert op_count(chained) == 1 and op_then_outputs(chained) == [40]
+    assert list(sparsify(separate, extension, chain=False).values()) == [first, second] and op_count(separate) == 2
+    x = rng.normal(size=(1, 150, 64)).astype(np.float32)  # three token blocks, the last one partly full
+    one, two = run(core, chained, x), run(core, separate, x)
+    np.testing.assert_array_equal(one, two)
+    expected = run(core, dense, x)
+    assert np.abs(one - expected).max() <= 0.02 * np.abs(expected).max()
+
+
+def test_a_gelu_output_read_twice_is_not_chained(core, extension):
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(22)
+    weights = [sparse_int8_weight(rng, 32, 32, orientation="4x1") for _ in range(2)]
+    x = ops.parameter([-1, 32], np.float32, name="x")
+    hidden = ops.gelu(ops.matmul(x, ops.constant(weights[0]), False, True), "erf")
+    y = ops.matmul(hidden, ops.constant(weights[1]), False, True)
+    model = ov.Model([y, hidden], [x], "hidden also a result")
+    assert len(sparsify(model, extension)) == 2
+    assert op_count(model) == 2 and op_then_outputs(model) == [0, 0]
 
 
 def test_pass_leaves_dense_and_non_multiple_of_4_matmuls_to_openvino(extension):
@@ -274,9 +326,11 @@ def test_pass_replaces_exactly_the_encoder_linears_of_the_tiny_sparse_model(
     replaced = sparsify_ir(source, target, extension)
     assert set(replaced) == linears and set(replaced.values()) == {orientation}
     model = core.read_model(target)
-    # Per layer: query, key and value as one op with an output each, then attention output, intermediate, output.
-    assert op_count(model) == 2 * 4 and set(op_blocks(model)) == {orientation}
-    assert sorted(op_parts(model)) == [1] * 6 + [3] * 2
+    # Per layer: query, key and value as one op with an output each, the attention output, then intermediate and
+    # output as one op.
+    assert op_count(model) == 2 * 3 and set(op_blocks(model)) == {orientation}
+    assert sorted(op_parts(model)) == [1] * 4 + [3] * 2
+    assert sorted(op_then_outputs(model)) == [0] * 4 + [32] * 2
     assert not encoder_linears(core, target)
     remaining = [node.get_friendly_name() for node in model.get_ordered_ops() if node.get_type_name() == "MatMul"]
     assert any("qa_outputs" in name for name in remaining)  # the dense QA head stays with OpenVINO
@@ -394,7 +448,8 @@ def test_export_writes_the_sparse_kernel_ir_only_when_asked(tiny_sparse_model, c
     argv = ["export", "--model", str(tiny_sparse_model), "--precision", "int8", "--kernels", "sparseqa", "--out", str(ours)]
     assert main(argv) == 0
     assert "12 sparse Linears run on sparseqa's op" in capsys.readouterr().out
-    assert op_count(core.read_model(ours / "openvino_model.xml")) == 2 * 4  # query, key and value share one
+    # Per layer: query, key and value share one op, intermediate and output another.
+    assert op_count(core.read_model(ours / "openvino_model.xml")) == 2 * 3
 
 
 def test_app_and_cli_take_kernels_from_flag_or_environment():

@@ -22,6 +22,7 @@ from sparseqa.blocks import ORIENTATIONS, zero_block_share
 from sparseqa.sparse_kernels import (
     BlockCSR,
     SparseLinear,
+    chain,
     numpy_linear,
     pack_bcsr,
     reference_linear,
@@ -241,6 +242,40 @@ def test_stacked_linears_split_into_their_own_outputs_equal_each_alone(
         for out, weights in zip(outputs, alone):
             np.testing.assert_array_equal(out, reference_linear(weights, x))
     np.testing.assert_array_equal(np.concatenate(outputs, axis=1), stacked(x, 2))
+
+
+@pytest.mark.parametrize("second_orientation", ORIENTATIONS)
+@pytest.mark.parametrize(("hidden", "tokens"), [(8, 1), (260, 70), (516, 130), (3072, 65)])
+def test_chain_equals_the_two_linears_one_after_the_other_with_the_step_between(
+    isa: str, orientation: str, second_orientation: str, hidden: int, tokens: int
+) -> None:
+    # A feed-forward block: the first Linear's outputs, changed elementwise, are the second's inputs, and the chain
+    # hands them over in the kernels' own layout; the result is bit for bit that of three separate steps.
+    k, n = 64, 36
+    first = SparseLinear(pack_bcsr(sparse_weight(hidden, k, 0.3, seed=1, orientation=orientation),
+                                   np.linspace(-2, 2, hidden, dtype=np.float32), orientation), isa)
+    second_weights = sparse_weight(n, hidden, 0.3, seed=2, negative=True, orientation=second_orientation)
+    second = SparseLinear(pack_bcsr(second_weights, np.ones(n, np.float32), second_orientation), isa)
+    x = activations(tokens, k)
+    x[tokens // 2] = 0.0  # a token whose first outputs are the bias alone
+
+    def step(tile: np.ndarray, row_begin: int) -> None:
+        # Depends on the output, so a tile handed to the wrong rows would show.
+        rows = np.arange(row_begin, row_begin + tile.shape[0], dtype=np.float32)[:, None]
+        np.multiply(np.maximum(tile, 0), 1 + rows / hidden, out=tile)
+
+    hidden_out = first(x, 1)
+    stepped = np.maximum(hidden_out, 0) * (1 + np.arange(hidden, dtype=np.float32) / hidden)
+    for threads in (1, 2):
+        np.testing.assert_array_equal(chain(first, second, x, threads, step), second(stepped, threads))
+        np.testing.assert_array_equal(chain(first, second, x, threads), second(hidden_out, threads))
+
+
+def test_chain_refuses_a_second_linear_of_other_inputs(cpu_isas: list[str]) -> None:
+    first = SparseLinear(pack_bcsr(sparse_weight(32, 16, 0.5), None), cpu_isas[0])
+    second = SparseLinear(pack_bcsr(sparse_weight(8, 48, 0.5), None), cpu_isas[0])
+    with pytest.raises(ValueError, match="takes 48 inputs, not the first's 32 outputs"):
+        chain(first, second, activations(3, 16))
 
 
 def test_parts_that_are_not_whole_multiples_of_16_are_refused(cpu_isas: list[str]) -> None:

@@ -105,6 +105,27 @@ SQ_API int sq_linear_hosted_parts(const sq_plan* plan, const float* x, int64_t m
                                   int participants, sq_parallel_fn parallel, void* host, sq_tile_fn post,
                                   void* post_context);
 
+/* y = second(between(first(x))): two Linears of which the second takes the first's outputs (a transformer's
+ * feed-forward: 768 -> 3072, GELU, 3072 -> 768), in one parallel call. The first's outputs never go to memory in
+ * (m, n) order: its kernels leave each tile as they compute it, output by output (TOKEN_BLOCK = 64 tokens per row),
+ * ``between`` (or NULL) runs on that tile while it is in cache, and the tile's per-token amax is kept; once a block of
+ * tokens is complete its rows are quantized straight into the second's activation panel, with no transpose either
+ * way and no second pass over them. The result is bit for bit that of sq_linear(first), ``between`` on its outputs,
+ * then sq_linear(second). ``between(context, rows, stride, row_begin, row_end, count)`` gets outputs [row_begin,
+ * row_end) of one block of tokens: ``count`` consecutive floats per output (tokens past m among them: any finite
+ * value, ignored), consecutive outputs ``stride`` floats apart; it must compute each value from that value alone
+ * (an elementwise activation), in place. The plans may have different block orientations and ISAs.
+ * Returns 0, or -1 on bad arguments (sq_chain_fits false) or when out of memory. */
+typedef void (*sq_rows_fn)(void* context, float* rows, int64_t stride, int32_t row_begin, int32_t row_end,
+                           int32_t count);
+/* 1 when ``second`` takes ``first``'s outputs as its inputs (its k is first's n). */
+SQ_API int sq_chain_fits(const sq_plan* first, const sq_plan* second);
+SQ_API int sq_chain(const sq_plan* first, const sq_plan* second, const float* x, int64_t m, float* y, int threads,
+                    sq_rows_fn between, void* between_context);
+SQ_API int sq_chain_hosted(const sq_plan* first, const sq_plan* second, const float* x, int64_t m, float* y,
+                           int participants, sq_parallel_fn parallel, void* host, sq_rows_fn between,
+                           void* between_context);
+
 /* The same result by the plainest loops: what every ISA kernel is tested against. */
 SQ_API int sq_linear_reference(const sq_bcsr* weights, const float* x, int64_t m, float* y);
 

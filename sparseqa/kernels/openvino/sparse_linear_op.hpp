@@ -12,9 +12,15 @@
 // is fused with it; then, with output_scale, multiplied by it per output (NNCF's SmoothQuant scale for the next
 // Linear's input). With parts > 1 (no activation; n / parts a multiple of 16), ``parts`` outputs f32 [..., n / parts],
 // one per stacked Linear, which the kernels write directly: query, key and value cost one quantization of x and one
-// parallel call, and nothing copies the result apart. The op is a thin adapter: the kernel library packs the
-// weights once (on the first evaluate) and runs the product with the threads of the OpenVINO stream it is called
-// from.
+// parallel call, and nothing copies the result apart.
+// With then_outputs > 0 the op is two Linears, the second (a third input: its weights blob, same layout without
+// output_scale; attribute then_blocks) taking the first's outputs after the activation and output_scale: a
+// transformer's feed-forward, 768 -> 3072, GELU, 3072 -> 768, as one call of the kernel library's sq_chain. The
+// first's outputs then never go to memory as a tensor: each tile is activated in cache and quantized straight into
+// the second's input panel (bit for bit the result of the two ops one after the other). Output: f32
+// [..., then_outputs].
+// The op is a thin adapter: the kernel library packs the weights once (on the first evaluate) and runs the product
+// with the threads of the OpenVINO stream it is called from.
 #pragma once
 
 #include <memory>
@@ -34,7 +40,7 @@ public:
 
     SparseQALinear() = default;
     SparseQALinear(const ov::OutputVector& arguments, int64_t outputs, std::string activation, std::string blocks,
-                   int64_t parts = 1);
+                   int64_t parts = 1, int64_t then_outputs = 0, std::string then_blocks = "1x4");
 
     void validate_and_infer_types() override;
     std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& new_args) const override;
@@ -43,16 +49,19 @@ public:
     bool has_evaluate() const override;
 
 private:
-    const sq_plan* plan(const ov::TensorVector& inputs) const;
+    void pack(const ov::TensorVector& inputs) const;
 
     int64_t m_outputs = 0;
     std::string m_activation = "none";  // "none" or "gelu"
     std::string m_blocks = "1x4";       // "1x4" or "4x1"
     int64_t m_parts = 1;
+    int64_t m_then_outputs = 0;         // 0: one Linear; else the second Linear's outputs
+    std::string m_then_blocks = "1x4";
 
     // Packed once per op instance (the CPU plugin keeps one instance per compiled model); read by every request.
     mutable std::once_flag m_packed;
     mutable std::shared_ptr<sq_plan> m_plan;
+    mutable std::shared_ptr<sq_plan> m_then_plan;  // null for one Linear
     mutable std::vector<float> m_output_scale;  // empty without output_scale
 };
 

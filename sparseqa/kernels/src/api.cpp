@@ -32,6 +32,9 @@ const char* const ISA_NAMES[] = {"scalar", "avx2", "avxvnni", "avx512vnni"};
 const ComputeFn KERNELS[2][4] = {
     {compute_scalar, compute_avx2, compute_avxvnni, compute_avx512vnni},
     {compute_columns_scalar, compute_columns_avx2, compute_columns_avxvnni, compute_columns_avx512vnni}};
+/* By ISA of the Linear that takes the handed-off rows. */
+const HandoffFn HANDOFFS[4] = {handoff_sse2, handoff_sse2, handoff_sse2, handoff_avx512};
+const PeaksFn PEAKS[4] = {peaks_sse2, peaks_sse2, peaks_sse2, peaks_avx512};
 const QuantizeFn QUANTIZERS[2][4] = {
     {quantize_sse2, quantize_avx2, quantize_avx2, quantize_avx512},
     {quantize_columns_sse2, quantize_columns_sse2, quantize_columns_sse2, quantize_columns_avx512}};
@@ -219,40 +222,55 @@ void compute_task(const Plan& p, const void* workspace, int64_t m, const Output&
     KERNELS[p.orientation][p.isa](p, workspace, m, out, t);
 }
 
-/* One sq_linear_hosted call's shared state. Every participant first claims quantize tasks until none is left, then
- * runs its own contiguous share of the compute tasks (numbered row chunk by row chunk, so a share reuses its weights
- * from cache), then helps with what is left of the others' shares: on a shared machine a participant that lost its
- * core would otherwise hold up the whole call. A compute task waits for its token block's panel only while another
- * running participant quantizes it (all are claimed first), so this cannot deadlock even when the host runs the
- * participants one after another. One parallel region per call: a quantize region and a compute region cost ~5%
- * more of an op inside OpenVINO (measured at 384 tokens, 2 threads). */
-class Job {
+/* Until ``counter`` reaches ``value``; what it waits for may run on a thread that lost its core, so yield now and
+ * then. */
+void wait_for(const std::atomic<int64_t>& counter, int64_t value) {
+    for (int spins = 1; counter.load(std::memory_order_acquire) < value; ++spins) {
+        _mm_pause();
+        if (spins % 64 == 0) std::this_thread::yield();
+    }
+}
+
+/* One parallel call's shared state: segments of tasks that participants claim in order, a segment's tasks all
+ * claimed before anyone claims the next segment's. A task waits (wait_for) only for tasks of earlier segments, which
+ * running participants have therefore claimed, so this cannot deadlock even when the host runs the participants one
+ * after another. A segment either hands out its tasks one at a time or splits them into a contiguous share per
+ * participant (computing: consecutive tasks share a row chunk, so a share reuses its weights from cache, and each
+ * thread keeps to the same rows); a participant then helps with what is left of the others' shares, since on a
+ * shared machine one that lost its core would otherwise hold up the call. One parallel region per call: separate
+ * regions cost ~5% more of an op inside OpenVINO (measured at 384 tokens, 2 threads). */
+class Segments {
    public:
-    Job(const sq_plan* plan, const float* x, int64_t m, const Output& out, void* workspace, int participants,
-        sq_tile_fn post, void* post_context)
-        : plan_(plan), x_(x), m_(m), out_(out), workspace_(workspace), participants_(participants), post_(post),
-          post_context_(post_context), quantize_tasks_(sq_quantize_task_count(plan, m)),
-          shares_(new (std::nothrow) Share[participants]),
-          quantized_(new (std::nothrow) std::atomic<bool>[quantize_tasks_]) {
+    struct Segment {
+        int64_t count;
+        bool shares;  // one contiguous share per participant, or one task at a time
+        std::function<void(int64_t task)> run;
+    };
+
+    Segments(int participants, std::vector<Segment> segments)
+        : participants_(participants), segments_(std::move(segments)),
+          shares_(new (std::nothrow) Share[segments_.size() * participants]) {
         if (!ready()) return;
-        const int64_t tasks = sq_compute_task_count(plan, m);
-        for (int i = 0; i < participants; ++i) {
-            shares_[i].next.store(tasks * i / participants, std::memory_order_relaxed);
-            shares_[i].end = tasks * (i + 1) / participants;
+        for (size_t s = 0; s < segments_.size(); ++s) {
+            const int split = segments_[s].shares ? participants : 1;
+            for (int i = 0; i < split; ++i) {
+                Share& share = shares_[s * participants + i];
+                share.next.store(segments_[s].count * i / split, std::memory_order_relaxed);
+                share.end = segments_[s].count * (i + 1) / split;
+            }
         }
-        for (int64_t i = 0; i < quantize_tasks_; ++i) quantized_[i].store(false, std::memory_order_relaxed);
     }
 
-    bool ready() const { return shares_ && quantized_; }
+    bool ready() const { return shares_ != nullptr; }
 
     void work(int participant) {
-        for (int64_t block; (block = next_quantize_.fetch_add(1, std::memory_order_relaxed)) < quantize_tasks_;) {
-            sq_quantize_task(plan_, x_, m_, workspace_, block);
-            quantized_[block].store(true, std::memory_order_release);
-        }
-        for (int k = 0; k < participants_; ++k) {
-            Share& share = shares_[(participant + k) % participants_];
-            for (int64_t task; (task = share.next.fetch_add(1, std::memory_order_relaxed)) < share.end;) compute(task);
+        for (size_t s = 0; s < segments_.size(); ++s) {
+            const int split = segments_[s].shares ? participants_ : 1;
+            for (int k = 0; k < split; ++k) {
+                Share& share = shares_[s * participants_ + (participant + k) % split];
+                for (int64_t task; (task = share.next.fetch_add(1, std::memory_order_relaxed)) < share.end;)
+                    segments_[s].run(task);
+            }
         }
     }
 
@@ -262,34 +280,30 @@ class Job {
         int64_t end = 0;
     };
 
-    void compute(int64_t task) {
-        // Its token block's quantizer may still run on another thread; yield now and then in case it lost its core.
-        for (int spins = 1; !quantized_[task % quantize_tasks_].load(std::memory_order_acquire); ++spins) {
-            _mm_pause();
-            if (spins % 64 == 0) std::this_thread::yield();
-        }
-        compute_task(plan_->plan, workspace_, m_, out_, task);
-        if (post_) {
-            int64_t token_begin, token_end;
-            int32_t row_begin, row_end;
-            sq_compute_task_tile(plan_, m_, task, &token_begin, &token_end, &row_begin, &row_end);
-            post_(post_context_, out_.y[0], plan_->plan.n, token_begin, token_end, row_begin, row_end);
-        }
-    }
-
-    const sq_plan* plan_;
-    const float* x_;
-    int64_t m_;
-    Output out_;
-    void* workspace_;
     int participants_;
-    sq_tile_fn post_;
-    void* post_context_;
-    int64_t quantize_tasks_;
+    std::vector<Segment> segments_;
     std::unique_ptr<Share[]> shares_;
-    std::unique_ptr<std::atomic<bool>[]> quantized_;
-    std::atomic<int64_t> next_quantize_{0};
 };
+
+/* Runs ``segments`` on the host's participants; false when out of memory. */
+bool run_segments(int participants, sq_parallel_fn parallel, void* host, std::vector<Segments::Segment> segments) {
+    Segments job(participants, std::move(segments));
+    if (!job.ready()) return false;
+    parallel(host, participants, [](void* state, int participant) { static_cast<Segments*>(state)->work(participant); },
+             &job);
+    return true;
+}
+
+/* Counters that tasks raise when done and later tasks wait on, zeroed; null when out of memory. */
+std::unique_ptr<std::atomic<int64_t>[]> counters(int64_t count) {
+    std::unique_ptr<std::atomic<int64_t>[]> made(new (std::nothrow) std::atomic<int64_t>[count]);
+    if (made)
+        for (int64_t i = 0; i < count; ++i) made[i].store(0, std::memory_order_relaxed);
+    return made;
+}
+
+/* Bytes rounded up to whole 64-byte lines, so the pieces of one workspace stay aligned. */
+size_t lines(size_t bytes) { return (bytes + ALIGN - 1) / ALIGN * ALIGN; }
 
 }  // namespace
 
@@ -408,6 +422,58 @@ void quantize_columns_sse2(const Plan& plan, const float* x, int64_t m, void* wo
             for (int c = 0; c < inputs; ++c)
                 _mm_store_si128(reinterpret_cast<__m128i*>(out + (c0 + c) * TOKEN_BLOCK + 16 * lane),
                                 _mm_add_epi8(r[c], offset));
+        }
+    }
+}
+
+void peaks_sse2(const float* rows, int32_t count, float* peak) {
+    const __m128 sign = _mm_set1_ps(-0.0f);
+    for (int t = 0; t < TOKEN_BLOCK; t += 4) {
+        __m128 high = _mm_setzero_ps();
+        for (int32_t r = 0; r < count; ++r) high = _mm_max_ps(high, _mm_andnot_ps(sign, _mm_loadu_ps(rows + r * TOKEN_BLOCK + t)));
+        _mm_storeu_ps(peak + t, high);
+    }
+}
+
+/* The portable handoff, 16 tokens at a time: for 16-byte lane L of a panel line (tokens 16 j + 4 L + u at byte
+ * 4 j + u, column_position), the 4 tokens 16 j + 4 L .. of each j are 4 consecutive floats of the row, so rounding
+ * them and packing the four j by packs_epi32 and packs_epi16 yields the lane in order. For 1x4 blocks, 4 inputs'
+ * lanes are interleaved by byte and word unpacks into 4-byte lanes of consecutive tokens, as the 4x1 kernels do. */
+void handoff_sse2(const Plan& plan, const float* rows, int32_t i0, int32_t i1, const float* inverse, void* workspace,
+                  int64_t m, int64_t token_block) {
+    uint8_t* out = panel(plan, workspace, m, token_block);
+    const __m128i offset = _mm_set1_epi8(static_cast<char>(plan.act_offset));
+    const __m128 low = _mm_set1_ps(-127.0f), high = _mm_set1_ps(127.0f);
+    __m128 inverses[16];
+    for (int i = 0; i < 16; ++i) inverses[i] = _mm_loadu_ps(inverse + 4 * i);
+    // Lane L of input i's panel line.
+    const auto lane = [&](int32_t i, int L) {
+        const float* row = rows + static_cast<int64_t>(i - i0) * TOKEN_BLOCK + 4 * L;
+        __m128i q[4];
+        for (int j = 0; j < 4; ++j) {
+            const __m128 v = _mm_mul_ps(_mm_loadu_ps(row + 16 * j), inverses[4 * j + L]);
+            q[j] = _mm_cvtps_epi32(_mm_min_ps(high, _mm_max_ps(low, v)));
+        }
+        return _mm_packs_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3]));
+    };
+    if (plan.orientation == COLUMNS_4X1) {
+        for (int32_t i = i0; i < i1; ++i)
+            for (int L = 0; L < 4; ++L)
+                _mm_store_si128(reinterpret_cast<__m128i*>(out + static_cast<int64_t>(i) * TOKEN_BLOCK + 16 * L),
+                                _mm_add_epi8(lane(i, L), offset));
+        return;
+    }
+    for (int32_t i = i0; i < i1; i += 4) {
+        uint8_t* group = out + static_cast<int64_t>(i / 4) * GROUP_BYTES;
+        for (int L = 0; L < 4; ++L) {
+            const __m128i c0 = lane(i, L), c1 = lane(i + 1, L), c2 = lane(i + 2, L), c3 = lane(i + 3, L);
+            const __m128i low01 = _mm_unpacklo_epi8(c0, c1), low23 = _mm_unpacklo_epi8(c2, c3);
+            const __m128i high01 = _mm_unpackhi_epi8(c0, c1), high23 = _mm_unpackhi_epi8(c2, c3);
+            // Tokens 16 j + 4 L .. + 3, 4 bytes each: at byte 4 (16 j + 4 L) of the group's line.
+            const __m128i tokens[4] = {_mm_unpacklo_epi16(low01, low23), _mm_unpackhi_epi16(low01, low23),
+                                       _mm_unpacklo_epi16(high01, high23), _mm_unpackhi_epi16(high01, high23)};
+            for (int j = 0; j < 4; ++j)
+                _mm_store_si128(reinterpret_cast<__m128i*>(group + 4 * (16 * j + 4 * L)), _mm_add_epi8(tokens[j], offset));
         }
     }
 }
@@ -721,11 +787,145 @@ int sq_linear_hosted_parts(const sq_plan* plan, const float* x, int64_t m, float
     if (m == 0 || plan->plan.n == 0) return 0;
     void* workspace = cached_workspace(sq_workspace_size(plan, m));
     if (!workspace) return -1;
-    Job job(plan, x, m, Output{ys, plan->plan.n / parts}, workspace, participants, post, post_context);
-    if (!job.ready()) return -1;
-    parallel(host, participants, [](void* state, int participant) { static_cast<Job*>(state)->work(participant); },
-             &job);
-    return 0;
+    const Output out{ys, plan->plan.n / parts};
+    const auto compute = [&](int64_t task) {
+        compute_task(plan->plan, workspace, m, out, task);
+        if (post) {
+            int64_t token_begin, token_end;
+            int32_t row_begin, row_end;
+            sq_compute_task_tile(plan, m, task, &token_begin, &token_end, &row_begin, &row_end);
+            post(post_context, ys[0], plan->plan.n, token_begin, token_end, row_begin, row_end);
+        }
+    };
+    const int64_t blocks = token_blocks(m);
+    const auto quantized = counters(blocks);
+    if (!quantized) return -1;
+    const auto quantize = [&](int64_t block) {
+        sq_quantize_task(plan, x, m, workspace, block);
+        quantized[block].store(1, std::memory_order_release);
+    };
+    // A compute task reads only its own token block's panel.
+    const bool ran = run_segments(participants, parallel, host,
+                                  {{blocks, false, quantize}, {sq_compute_task_count(plan, m), true, [&](int64_t task) {
+                                        wait_for(quantized[task % blocks], 1);
+                                        compute(task);
+                                    }}});
+    return ran ? 0 : -1;
+}
+
+int sq_chain_fits(const sq_plan* first, const sq_plan* second) {
+    return first && second && second->plan.k == first->plan.n;
+}
+
+int sq_chain(const sq_plan* first, const sq_plan* second, const float* x, int64_t m, float* y, int threads,
+             sq_rows_fn between, void* between_context) {
+    if (threads < 0) return -1;
+    if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const sq_parallel_fn own_pool = [](void*, int participants, sq_work_fn work, void* job) {
+        pool().run(participants, participants, [&](int64_t i) { work(job, static_cast<int>(i)); });
+    };
+    return sq_chain_hosted(first, second, x, m, y, threads, own_pool, nullptr, between, between_context);
+}
+
+int sq_chain_hosted(const sq_plan* first, const sq_plan* second, const float* x, int64_t m, float* y,
+                    int participants, sq_parallel_fn parallel, void* host, sq_rows_fn between,
+                    void* between_context) {
+    if (!sq_chain_fits(first, second) || m < 0 || participants < 1 || !parallel) return -1;
+    if (m > 0 && (!x || !y)) return -1;
+    if (m == 0 || second->plan.n == 0) return 0;
+    const Plan& p1 = first->plan;
+    const Plan& p2 = second->plan;
+    const int64_t blocks = token_blocks(m);
+    const int64_t padded = padded_tokens(m);
+    // Rows of the handoff tasks: 256 inputs, a multiple of 4 as 1x4 groups need.
+    const int32_t handoff_rows = 256;
+    const int64_t chunks = sq_compute_task_count(first, m) / blocks;  // row chunks of the first Linear
+    const int64_t handoffs = (p1.n + handoff_rows - 1) / handoff_rows;
+    // One workspace: the first's, its output rows, each row chunk's per-token amax, the tokens' 127 / amax, the
+    // second's.
+    const size_t first_bytes = lines(sq_workspace_size(first, m));
+    const size_t rows_bytes = lines(sizeof(float) * padded * std::max(p1.n, 1));
+    const size_t amax_bytes = lines(sizeof(float) * padded * chunks);
+    const size_t inverse_bytes = lines(sizeof(float) * padded);
+    char* workspace = static_cast<char*>(cached_workspace(first_bytes + rows_bytes + amax_bytes + inverse_bytes +
+                                                          lines(sq_workspace_size(second, m))));
+    if (!workspace) return -1;
+    void* first_workspace = workspace;
+    float* amax = reinterpret_cast<float*>(workspace + first_bytes + rows_bytes);
+    float* inverses = reinterpret_cast<float*>(workspace + first_bytes + rows_bytes + amax_bytes);
+    void* second_workspace = workspace + first_bytes + rows_bytes + amax_bytes + inverse_bytes;
+    const Output hidden{nullptr, p1.n, reinterpret_cast<float*>(workspace + first_bytes)};
+    const Output out{&y, p2.n};
+
+    // One task of the first Linear into its rows, ``between`` on the tile, and the tile's largest |value| per token.
+    const auto compute_first = [&](int64_t block, int64_t chunk) {
+        const int64_t task = chunk * blocks + block;
+        compute_task(p1, first_workspace, m, hidden, task);
+        int64_t token_begin, token_end;
+        int32_t row_begin, row_end;
+        sq_compute_task_tile(first, m, task, &token_begin, &token_end, &row_begin, &row_end);
+        float* tile = output_row(hidden, p1.n, block, row_begin);
+        if (between) between(between_context, tile, TOKEN_BLOCK, row_begin, row_end, TOKEN_BLOCK);
+        PEAKS[p2.isa](tile, row_end - row_begin, amax + chunk * padded + block * TOKEN_BLOCK);
+    };
+    // A block's token scales from its chunks' amax, as quantize_token computes them (tokens past m get 0): the
+    // scale into the second's workspace, 127 / amax into inverses.
+    const auto scale_block = [&](int64_t block) {
+        float* scales_t = static_cast<float*>(second_workspace) + block * TOKEN_BLOCK;
+        for (int t = 0; t < TOKEN_BLOCK; t += 4) {
+            __m128 peak = _mm_load_ps(amax + block * TOKEN_BLOCK + t);
+            for (int64_t c = 1; c < chunks; ++c) peak = _mm_max_ps(peak, _mm_load_ps(amax + c * padded + block * TOKEN_BLOCK + t));
+            alignas(16) float lanes[4];
+            _mm_store_ps(lanes, peak);
+            for (int u = 0; u < 4; ++u) {
+                const bool zero = !(lanes[u] >= QUANT_MIN) || block * TOKEN_BLOCK + t + u >= m;
+                inverses[block * TOKEN_BLOCK + t + u] = zero ? 0.0f : 127.0f / lanes[u];
+                scales_t[t + u] = zero ? 0.0f : lanes[u] / 127.0f;
+            }
+        }
+    };
+    // Rows [i0, i1) of a block into the second's panel.
+    const auto handoff = [&](int64_t block, int32_t i0) {
+        const int32_t i1 = std::min(p1.n, i0 + handoff_rows);
+        HANDOFFS[p2.isa](p2, output_row(hidden, p1.n, block, i0), i0, i1, inverses + block * TOKEN_BLOCK,
+                         second_workspace, m, block);
+    };
+    // The first Linear as sq_linear runs it, chunk by chunk of its rows (each reusing its weights over all token
+    // blocks); a block's handoff tasks once all its chunks are done; the second Linear's tasks once their token block
+    // is handed off. Its rows stay ordered by token block, which measured faster at 384 tokens than going block by
+    // block with only two blocks' rows in memory (AMD EPYC Zen 4: the first Linear's weights then left the cache
+    // between blocks).
+    const auto done = counters(4 * blocks);
+    if (!done) return -1;
+    std::atomic<int64_t>*quantized = done.get(), *computed = quantized + blocks, *scaled = computed + blocks,
+                        *handed = scaled + blocks;
+    std::vector<Segments::Segment> segments;
+    segments.push_back({blocks, false, [&](int64_t block) {
+                            sq_quantize_task(first, x, m, first_workspace, block);
+                            quantized[block].store(1, std::memory_order_release);
+                        }});
+    segments.push_back({chunks * blocks, true, [&](int64_t task) {
+                            const int64_t block = task % blocks;
+                            wait_for(quantized[block], 1);
+                            compute_first(block, task / blocks);
+                            // The block's last chunk to finish (on whichever thread) computes its token scales.
+                            if (computed[block].fetch_add(1, std::memory_order_acq_rel) == chunks - 1) {
+                                scale_block(block);
+                                scaled[block].store(1, std::memory_order_release);
+                            }
+                        }});
+    segments.push_back({handoffs * blocks, false, [&](int64_t task) {
+                            const int64_t block = task % blocks;
+                            wait_for(scaled[block], 1);
+                            handoff(block, static_cast<int32_t>(task / blocks) * handoff_rows);
+                            handed[block].fetch_add(1, std::memory_order_release);
+                        }});
+    segments.push_back({sq_compute_task_count(second, m), true, [&](int64_t task) {
+                            wait_for(handed[task % blocks], handoffs);
+                            compute_task(p2, second_workspace, m, out, task);
+                        }});
+    const bool ran = run_segments(participants, parallel, host, std::move(segments));
+    return ran ? 0 : -1;
 }
 
 }  // extern "C"

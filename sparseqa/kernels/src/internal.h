@@ -83,11 +83,20 @@ struct Task {
 
 /* Where a call writes its n outputs: ``parts`` row-major arrays of part_n outputs each (one (m, n) array when
  * parts = 1, part_n = n). Output o of token t goes to y[o / part_n][t * part_n + o % part_n]. Kernels write up to 16
- * consecutive outputs starting at a multiple of 16 at once, so with several parts part_n is a multiple of 16. */
+ * consecutive outputs starting at a multiple of 16 at once, so with several parts part_n is a multiple of 16.
+ * With ``rows`` set (a Linear whose outputs feed the next Linear of a chain) y is unused and the outputs stay in the
+ * kernels' own order, untransposed: per token block, per output, a row of TOKEN_BLOCK tokens (tokens past m are 0),
+ * at rows + (token_block * n + o) * TOKEN_BLOCK. */
 struct Output {
     float* const* y;
     int32_t part_n;
+    float* rows = nullptr;
 };
+
+/* The row of output o of token block ``token_block`` in an Output with rows. */
+static inline float* output_row(const Output& out, int32_t n, int64_t token_block, int32_t o) {
+    return out.rows + (token_block * n + o) * TOKEN_BLOCK;
+}
 
 /* Where outputs o .. (up to the next multiple of 16) of token t go; consecutive tokens are part_n floats apart. */
 static inline float* output_at(const Output& out, int64_t t, int32_t o) {
@@ -99,6 +108,13 @@ typedef void (*ComputeFn)(const Plan& plan, const void* workspace, int64_t m, co
  * arithmetic as quantize_token (clamping before rounding changes nothing: +-127 are integers); tokens past m become
  * zeros. */
 typedef void (*QuantizeFn)(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block);
+
+/* Quantizes inputs [i0, i1) of ``plan`` for the tokens of one token block straight from the previous Linear's
+ * output rows (``rows``: input i0's TOKEN_BLOCK tokens first, consecutive inputs TOKEN_BLOCK floats apart) into
+ * their panel, with ``inverse`` (TOKEN_BLOCK floats) each token's 127 / amax: the bytes the plan's quantizer writes
+ * from the same values, without transposing them first. i0 and i1 are multiples of 4. */
+typedef void (*HandoffFn)(const Plan& plan, const float* rows, int32_t i0, int32_t i1, const float* inverse,
+                          void* workspace, int64_t m, int64_t token_block);
 
 /* Kernels, one per ISA translation unit and block orientation. */
 void compute_scalar(const Plan&, const void*, int64_t, const Output&, const Task&);
@@ -114,6 +130,14 @@ void quantize_avx2(const Plan&, const float*, int64_t, void*, int64_t);
 void quantize_avx512(const Plan&, const float*, int64_t, void*, int64_t);
 void quantize_columns_sse2(const Plan&, const float*, int64_t, void*, int64_t);
 void quantize_columns_avx512(const Plan&, const float*, int64_t, void*, int64_t);
+
+/* Each token's largest |value| over ``count`` output rows of one token block (TOKEN_BLOCK floats apart) into
+ * peak[TOKEN_BLOCK]: what the handoff's token scales come from. */
+typedef void (*PeaksFn)(const float* rows, int32_t count, float* peak);
+void peaks_sse2(const float*, int32_t, float*);
+void peaks_avx512(const float*, int32_t, float*);
+void handoff_sse2(const Plan&, const float*, int32_t, int32_t, const float*, void*, int64_t, int64_t);
+void handoff_avx512(const Plan&, const float*, int32_t, int32_t, const float*, void*, int64_t, int64_t);
 
 /* Quantizes one token as the reference defines (see reference.cpp); returns its scale. */
 float quantize_token(const float* x, int32_t k, int8_t* q);

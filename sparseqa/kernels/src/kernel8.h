@@ -33,15 +33,19 @@ void finish8(const Plan& plan, const void* workspace, const Output& out, const T
     const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
     for (int32_t o = task.r0; o < task.r1; ++o) {
         int32_t* row = tile[o - task.r0];
+        float* to = out.rows ? output_row(out, plan.n, task.token_block, o) : reinterpret_cast<float*>(row);
         const __m256i offset = _mm256_set1_epi32(plan.offset_sum[o]);
         const __m256 scale = _mm256_set1_ps(plan.scales[o]), bias = _mm256_set1_ps(plan.bias[o]);
         for (int j = 0; j < NV; ++j) {
             const __m256i sums = _mm256_load_si256(reinterpret_cast<const __m256i*>(row + 8 * j));
             const __m256 acc = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, offset));
             const __m256 s = _mm256_mul_ps(_mm256_load_ps(scales_t + 8 * j), scale);
-            _mm256_store_ps(reinterpret_cast<float*>(row + 8 * j), _mm256_fmadd_ps(acc, s, bias));
+            _mm256_store_ps(to + 8 * j, _mm256_fmadd_ps(acc, s, bias));
         }
+        if (out.rows)
+            for (int j = NV; j < 8; ++j) _mm256_store_ps(to + 8 * j, _mm256_setzero_ps());
     }
+    if (out.rows) return;
     const int64_t t0 = task.token_block * TOKEN_BLOCK;
     for (int j = 0; j < NV; ++j) {
         for (int32_t o0 = task.r0; o0 < task.r1; o0 += 8) {

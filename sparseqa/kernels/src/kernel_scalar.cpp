@@ -4,11 +4,28 @@
 #include "internal.h"
 
 namespace sq {
+namespace {
+
+/* Output o's sums of one task, dequantized with the bias added, to y or (zeros past the last token) to its row. */
+void store(const Plan& plan, const Output& out, const Task& task, int32_t o, const int32_t* acc, const float* scales_t) {
+    float* row = out.rows ? output_row(out, plan.n, task.token_block, o) : nullptr;
+    float* y = out.rows ? nullptr : output_at(out, task.token_block * TOKEN_BLOCK, o);
+    for (int t = 0; t < task.tokens; ++t) {
+        const float value = fmaf((float)(acc[t] - plan.offset_sum[o]), scales_t[t] * plan.scales[o], plan.bias[o]);
+        if (row)
+            row[t] = value;
+        else
+            y[t * out.part_n] = value;
+    }
+    if (row)
+        for (int t = task.tokens; t < TOKEN_BLOCK; ++t) row[t] = 0.0f;
+}
+
+}  // namespace
 
 void compute_scalar(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
     const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
-    const int64_t t0 = task.token_block * TOKEN_BLOCK;
     int32_t acc[TOKEN_BLOCK];
     for (int32_t o = task.r0; o < task.r1; ++o) {
         for (int t = 0; t < task.tokens; ++t) acc[t] = 0;
@@ -22,16 +39,13 @@ void compute_scalar(const Plan& plan, const void* workspace, int64_t m, const Ou
                     acc[t] += a[4 * t] * w0 + a[4 * t + 1] * w1 + a[4 * t + 2] * w2 + a[4 * t + 3] * w3;
             }
         }
-        float* y = output_at(out, t0, o);
-        for (int t = 0; t < task.tokens; ++t)
-            y[t * out.part_n] = fmaf((float)(acc[t] - plan.offset_sum[o]), scales_t[t] * plan.scales[o], plan.bias[o]);
+        store(plan, out, task, o, acc, scales_t);
     }
 }
 
 void compute_columns_scalar(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
     const int8_t* base = reinterpret_cast<const int8_t*>(panel(plan, workspace, m, task.token_block));
     const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
-    const int64_t t0 = task.token_block * TOKEN_BLOCK;
     int position[TOKEN_BLOCK];
     for (int t = 0; t < task.tokens; ++t) position[t] = column_position(t);
     int32_t acc[4][TOKEN_BLOCK];
@@ -50,10 +64,7 @@ void compute_columns_scalar(const Plan& plan, const void* workspace, int64_t m, 
             }
         }
         for (int r = 0; r < 4; ++r) {
-            const int32_t o = 4 * g + r;
-            float* y = output_at(out, t0, o);
-            for (int t = 0; t < task.tokens; ++t)
-                y[t * out.part_n] = fmaf((float)(acc[r][t] - plan.offset_sum[o]), scales_t[t] * plan.scales[o], plan.bias[o]);
+            store(plan, out, task, 4 * g + r, acc[r], scales_t);
         }
     }
 }
