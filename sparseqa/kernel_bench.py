@@ -4,9 +4,10 @@ against OpenVINO's dense int8 FullyConnected on the same shape, same thread coun
 The weights are random with 80% of their blocks zero, in the block orientations asked for (default 4x1, 4
 consecutive outputs × 1 input: how the Prune-OFA model was pruned; 1x4 too for comparison). Both sides are the same
 OpenVINO model in the int8 pattern NNCF writes (FakeQuantize on the activations, int8 weights with Convert and
-Multiply) of one MatMul, or of the three that share their input (query, key, value): as it is, which the CPU plugin
-compiles to one int8 FullyConnected per MatMul (checked in the runtime model), and after the graph pass that hands
-the MatMuls to one ``sparseqa.SparseQALinear``, as it does inside the model. So both run on OpenVINO's own
+Multiply) of one MatMul, of the three that share their input (query, key, value), or of the feed-forward block
+(intermediate, GELU, output): as it is, which the CPU plugin compiles to one int8 FullyConnected per MatMul (checked
+in the runtime model; it fuses the GELU and the next quantization into the first), and after the graph pass that
+hands the MatMuls to one ``sparseqa.SparseQALinear``, as it does inside the model. So both run on OpenVINO's own
 threads as they do inside the model; calling the kernel library through its own thread pool instead would pit its
 workers against OpenVINO's still-spinning ones between interleaved runs. One element of the output is the model's
 result, so neither side pays a copy of its whole output into the caller's tensor, which it would not inside a model
@@ -37,24 +38,37 @@ DEFAULT_SEQ_LENS = (128, 384)
 
 @dataclass(frozen=True)
 class LinearShape:
-    """Linears of one BERT-base encoder layer that run as one op: ``linears`` of n outputs on the same k inputs."""
+    """Linears of one BERT-base encoder layer that run as one op: ``linears`` of n outputs on the same k inputs, or
+    with ``hidden``, two Linears k -> hidden, GELU, hidden -> n (a feed-forward block)."""
 
     n: int
     k: int
     linears: int = 1
     what: str = ""
+    hidden: int = 0
 
     @property
     def label(self) -> str:
+        if self.hidden:
+            return f"{self.k}->{self.hidden}->{self.n} ({self.what})"
         return f"{self.k}->{self.n}" + (f" x{self.linears} ({self.what})" if self.linears > 1 else "")
 
+    @property
+    def macs_per_token(self) -> int:
+        """Multiply-adds of the dense Linears per token."""
+        return self.hidden * (self.k + self.n) if self.hidden else self.linears * self.n * self.k
 
-# One encoder layer's six Linears as the graph pass runs them: query, key and value (one input) as one op.
+    def weight_shapes(self) -> list[tuple[int, int]]:
+        """(outputs, inputs) of each Linear."""
+        return [(self.hidden, self.k), (self.n, self.hidden)] if self.hidden else [(self.n, self.k)] * self.linears
+
+
+# One encoder layer's six Linears as the graph pass runs them: query, key and value (one input) as one op, the
+# attention output alone, the intermediate (with its GELU) and the output as one op.
 ENCODER_LINEARS = (
     LinearShape(768, 768, 3, "query, key, value: one op"),
     LinearShape(768, 768),
-    LinearShape(3072, 768),
-    LinearShape(768, 3072),
+    LinearShape(768, 768, 2, "intermediate, GELU, output: one op", hidden=3072),
 )
 
 
@@ -70,12 +84,13 @@ class KernelRow:
     k: int
     seq_len: int
     blocks: str  # the block orientation of the weights sparseqa's kernel ran on
-    linears: int  # Linears of this shape on one input, timed together (sparseqa: one op; OpenVINO: one each)
+    linears: int  # Linears timed together (sparseqa: one op; OpenVINO: one each)
     sparseqa_ms: float
     openvino_int8_ms: float
     speedup: float
     gmacs: float
     openvino_gmacs: float
+    hidden: int = 0  # the intermediate's outputs when the row is a feed-forward block (k -> hidden -> n)
 
 
 @dataclass
@@ -94,11 +109,11 @@ class KernelBenchResult:
     def encoder_layer(self) -> list[dict]:
         """Per sequence length and block orientation, the sum over one encoder layer's six Linears (query, key and
         value together, attention output, intermediate, output)."""
-        shapes = {(shape.n, shape.k, shape.linears) for shape in ENCODER_LINEARS}
+        shapes = {(shape.n, shape.k, shape.linears, shape.hidden) for shape in ENCODER_LINEARS}
         layers = []
         for seq_len, blocks in sorted({(row.seq_len, row.blocks) for row in self.rows}):
             rows = [row for row in self.rows if (row.seq_len, row.blocks) == (seq_len, blocks)]
-            if {(row.n, row.k, row.linears) for row in rows} != shapes:
+            if {(row.n, row.k, row.linears, row.hidden) for row in rows} != shapes:
                 continue
             sparse = sum(row.sparseqa_ms for row in rows)
             dense = sum(row.openvino_int8_ms for row in rows)
@@ -110,10 +125,10 @@ class KernelBenchResult:
 
     def table(self) -> pd.DataFrame:
         """One line per shape and length, then one per length for a whole encoder layer."""
-        labels = {(shape.n, shape.k, shape.linears): shape.label for shape in ENCODER_LINEARS}
+        labels = {(shape.n, shape.k, shape.linears, shape.hidden): shape.label for shape in ENCODER_LINEARS}
         records = [
             {
-                "layer": labels[row.n, row.k, row.linears],
+                "layer": labels[row.n, row.k, row.linears, row.hidden],
                 "seq_len": row.seq_len,
                 "blocks": row.blocks,
                 "sparseqa ms": round(row.sparseqa_ms, 3),
@@ -122,7 +137,7 @@ class KernelBenchResult:
                 "sparseqa GMAC/s": round(row.gmacs, 1),
                 "OpenVINO GMAC/s": round(row.openvino_gmacs, 1),
             }
-            for row in sorted(self.rows, key=lambda row: (row.seq_len, row.k, row.n, -row.linears, row.blocks))
+            for row in sorted(self.rows, key=lambda row: (row.seq_len, row.hidden, -row.linears, row.blocks))
         ]
         records += [
             {
@@ -183,29 +198,40 @@ def pruned_weight(n: int, k: int, sparsity: float = SPARSITY, seed: int = 0, blo
     return weight
 
 
-def int8_linear_model(weights: list[np.ndarray], biases: list[np.ndarray], seq_len: int):
-    """An OpenVINO model of ``x @ weight.T + bias`` for each of ``weights`` on one input ``x``, in NNCF's int8
-    pattern, with one element of each as its results."""
+def _int8_linear(x, weight: np.ndarray, bias: np.ndarray):
+    """``x @ weight.T + bias`` in NNCF's int8 pattern: the activations through a symmetric 8-bit FakeQuantize over a
+    fixed range (as NNCF writes it for a signed input), int8 weights with a Convert and per-row scales."""
     import openvino as ov
     import openvino.opset13 as ops
 
-    k = weights[0].shape[1]
-    x = ops.parameter([seq_len, k], ov.Type.f32, name="x")
-    # Symmetric 8-bit activations over a fixed range, as NNCF writes them for a signed input.
     limit = np.float32(4.0)
     quantized_x = ops.fake_quantize(x, -limit, limit * 127 / 128, -limit, limit * 127 / 128, 256)
-    results = []
-    for weight, bias in zip(weights, biases):
-        scales = (np.abs(weight).max(axis=1, keepdims=True) / 127).astype(np.float32)
-        scales[scales == 0] = 1.0
-        int8 = np.clip(np.rint(weight / scales), -127, 127).astype(np.int8)
-        dequantized = ops.multiply(ops.convert(ops.constant(int8), ov.Type.f32), ops.constant(scales))
-        output = ops.add(ops.matmul(quantized_x, dequantized, False, True), ops.constant(bias.astype(np.float32)))
-        results.append(ops.slice(output, np.array([0, 0]), np.array([1, 1]), np.array([1, 1])))
-    return ov.Model(results, [x], f"linear_{k}x{weights[0].shape[0]}x{len(weights)}")
+    scales = (np.abs(weight).max(axis=1, keepdims=True) / 127).astype(np.float32)
+    scales[scales == 0] = 1.0
+    int8 = np.clip(np.rint(weight / scales), -127, 127).astype(np.int8)
+    dequantized = ops.multiply(ops.convert(ops.constant(int8), ov.Type.f32), ops.constant(scales))
+    return ops.add(ops.matmul(quantized_x, dequantized, False, True), ops.constant(bias.astype(np.float32)))
 
 
-def compile_linears(weights: list[np.ndarray], biases: list[np.ndarray], seq_len: int, threads: int, extension: Path):
+def int8_linear_model(shape: LinearShape, weights: list[np.ndarray], biases: list[np.ndarray], seq_len: int):
+    """An OpenVINO model of ``shape``'s Linears in NNCF's int8 pattern: each of ``weights`` on one input ``x``, or
+    (a feed-forward block) the first, GELU, then the second; one element of each output as the model's results."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([seq_len, shape.k], ov.Type.f32, name="x")
+    if shape.hidden:
+        hidden = ops.gelu(_int8_linear(x, weights[0], biases[0]), "erf")
+        outputs = [_int8_linear(hidden, weights[1], biases[1])]
+    else:
+        outputs = [_int8_linear(x, weight, bias) for weight, bias in zip(weights, biases)]
+    results = [ops.slice(output, np.array([0, 0]), np.array([1, 1]), np.array([1, 1])) for output in outputs]
+    return ov.Model(results, [x], f"linears_{shape.label}")
+
+
+def compile_linears(
+    shape: LinearShape, weights: list[np.ndarray], biases: list[np.ndarray], seq_len: int, threads: int, extension: Path
+):
     """(OpenVINO's int8 model, the same model on sparseqa's kernel, what OpenVINO runs), both compiled for ``threads``.
 
     Raises OpenVINONotInt8 when the CPU plugin does not compile each MatMul to an int8 FullyConnected.
@@ -217,7 +243,7 @@ def compile_linears(weights: list[np.ndarray], biases: list[np.ndarray], seq_len
     config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
     core = ov.Core()
     core.add_extension(str(extension))
-    dense = core.compile_model(int8_linear_model(weights, biases, seq_len), "CPU", config)
+    dense = core.compile_model(int8_linear_model(shape, weights, biases, seq_len), "CPU", config)
     layers = []
     for op in dense.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
@@ -225,7 +251,7 @@ def compile_linears(weights: list[np.ndarray], biases: list[np.ndarray], seq_len
             layers.append((info["primitiveType"].astype(str), info["runtimePrecision"].astype(str)))
     if len(layers) != len(weights) or any(precision not in ("u8", "i8") for _, precision in layers):
         raise OpenVINONotInt8(f"OpenVINO compiled the int8 MatMuls to {layers or 'no FullyConnected'}, not int8")
-    sparse_model = int8_linear_model(weights, biases, seq_len)
+    sparse_model = int8_linear_model(shape, weights, biases, seq_len)
     if len(sparsify(sparse_model, extension)) != len(weights):
         raise RuntimeError("the graph pass left a MatMul of the benchmark alone")
     if sum(op.get_type_name() == OP_TYPE for op in sparse_model.get_ordered_ops()) != 1:
@@ -261,16 +287,18 @@ def run_kernel_benchmark(
     other = OtherCpuUse()
     steps = len(ENCODER_LINEARS) * len(seq_lens)
     for index, (seq_len, shape) in enumerate((s, shape) for s in seq_lens for shape in ENCODER_LINEARS):
-        n, k = shape.n, shape.k
         if progress:
             progress(index / steps, f"{shape.label} at {seq_len} tokens")
         rng = np.random.default_rng(index)
-        biases = [rng.standard_normal(n).astype(np.float32) for _ in range(shape.linears)]
-        x = ov.Tensor(np.random.default_rng(100 + index).standard_normal((seq_len, k)).astype(np.float32))
+        biases = [rng.standard_normal(n).astype(np.float32) for n, _ in shape.weight_shapes()]
+        x = ov.Tensor(np.random.default_rng(100 + index).standard_normal((seq_len, shape.k)).astype(np.float32))
         requests, useful = {}, {}
         for orientation in blocks:
-            weights = [pruned_weight(n, k, seed=index + 1000 * i, blocks=orientation) for i in range(shape.linears)]
-            dense, sparse, openvino_layer = compile_linears(weights, biases, seq_len, threads, extension)
+            weights = [
+                pruned_weight(n, k, seed=index + 1000 * i, blocks=orientation)
+                for i, (n, k) in enumerate(shape.weight_shapes())
+            ]
+            dense, sparse, openvino_layer = compile_linears(shape, weights, biases, seq_len, threads, extension)
             requests[orientation] = sparse.create_infer_request()
             useful[orientation] = sum(pack_bcsr(w, None, orientation).nonzero_weights for w in weights) * seq_len
         # OpenVINO's dense kernel takes as long on either pattern: it is timed once, on the last one's weights.
@@ -288,8 +316,8 @@ def run_kernel_benchmark(
             sparse_ms = stats[orientation].median_ms
             result.rows.append(
                 KernelRow(
-                    n=n,
-                    k=k,
+                    n=shape.n,
+                    k=shape.k,
                     seq_len=seq_len,
                     blocks=orientation,
                     linears=shape.linears,
@@ -297,7 +325,8 @@ def run_kernel_benchmark(
                     openvino_int8_ms=dense_ms,
                     speedup=dense_ms / sparse_ms,
                     gmacs=useful[orientation] / sparse_ms / 1e6,
-                    openvino_gmacs=shape.linears * n * k * seq_len / dense_ms / 1e6,
+                    openvino_gmacs=shape.macs_per_token * seq_len / dense_ms / 1e6,
+                    hidden=shape.hidden,
                 )
             )
     assert result is not None

@@ -26,22 +26,23 @@ def test_kernels_only_times_every_shape_and_sums_an_encoder_layer(tmp_path, caps
     assert document["kernel_isa"] == native.chosen_isa() == document["cpu_kernel_isas"][0]
     assert document["openvino_int8"].startswith("FullyConnected ") and "i8 weights" in document["openvino_int8"]
     assert document["machine"]["threads"] >= 1 and "cpu" in document["machine"]
-    rows = {(row["n"], row["k"], row["linears"]): row for row in document["rows"]}
-    # The six Linears of a layer as the graph pass runs them: query, key and value as one op, then three alone.
-    assert set(rows) == {(768, 768, 3), (768, 768, 1), (3072, 768, 1), (768, 3072, 1)}
-    assert sum(linears for _, _, linears in rows) == 6
-    for (n, k, linears), row in rows.items():
+    rows = {(row["n"], row["k"], row["linears"], row["hidden"]): row for row in document["rows"]}
+    # The six Linears of a layer as the graph pass runs them: query, key and value as one op, the attention output
+    # alone, the intermediate (768 -> 3072, GELU) and the output (3072 -> 768) as one op.
+    assert set(rows) == {(768, 768, 3, 0), (768, 768, 1, 0), (768, 768, 2, 3072)}
+    assert sum(linears for _, _, linears, _ in rows) == 6
+    for (n, k, linears, hidden), row in rows.items():
         assert row["seq_len"] == 32
         assert row["speedup"] == pytest.approx(row["openvino_int8_ms"] / row["sparseqa_ms"])
         # 80% of blocks zero: the useful multiply-adds are a fifth of OpenVINO's dense ones.
-        useful = row["gmacs"] * row["sparseqa_ms"] * 1e6
-        assert useful == pytest.approx(0.2 * linears * n * k * 32, rel=1e-3)
-        assert row["openvino_gmacs"] * row["openvino_int8_ms"] * 1e6 == pytest.approx(linears * n * k * 32)
+        dense_macs = (hidden * k + n * hidden if hidden else linears * n * k) * 32
+        assert row["gmacs"] * row["sparseqa_ms"] * 1e6 == pytest.approx(0.2 * dense_macs, rel=1e-3)
+        assert row["openvino_gmacs"] * row["openvino_int8_ms"] * 1e6 == pytest.approx(dense_macs)
     [layer] = document["encoder_layer"]
     assert layer["sparseqa_ms"] == pytest.approx(sum(row["sparseqa_ms"] for row in rows.values()))
     assert layer["openvino_int8_ms"] == pytest.approx(sum(row["openvino_int8_ms"] for row in rows.values()))
     assert f"sparseqa kernel: {document['kernel_isa']}" in printed
-    assert "encoder layer (6 Linears)" in printed and "768->3072" in printed and "3072->768" in printed
+    assert "encoder layer (6 Linears)" in printed and "768->3072->768 (intermediate, GELU, output: one op)" in printed
     assert "768->768 x3 (query, key, value: one op)" in printed
 
 
@@ -73,7 +74,7 @@ def test_kernels_only_times_both_orientations_against_one_openvino_timing(tmp_pa
     assert document["blocks"] == ["1x4", "4x1"]
     by_shape = {}
     for row in document["rows"]:
-        by_shape.setdefault((row["n"], row["k"], row["linears"]), {})[row["blocks"]] = row
+        by_shape.setdefault((row["n"], row["k"], row["linears"], row["hidden"]), {})[row["blocks"]] = row
     assert all(set(rows) == {"1x4", "4x1"} for rows in by_shape.values())
     assert all(rows["1x4"]["openvino_int8_ms"] == rows["4x1"]["openvino_int8_ms"] for rows in by_shape.values())
     assert {layer["blocks"] for layer in document["encoder_layer"]} == {"1x4", "4x1"}
