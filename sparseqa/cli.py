@@ -294,6 +294,7 @@ def cmd_kernel_bench(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot run the kernel benchmark: {error}") from None
     print("\n".join(result.header_lines()))
     print(result.table().to_string(index=False, na_rep="-"))
+    print("\n".join(result.chain_lines()))
     if args.json:
         result.write_json(args.json)
         print(f"wrote {args.json}")

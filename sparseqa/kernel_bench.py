@@ -91,6 +91,7 @@ class KernelRow:
     gmacs: float
     openvino_gmacs: float
     hidden: int = 0  # the intermediate's outputs when the row is a feed-forward block (k -> hidden -> n)
+    two_ops_ms: float | None = None  # a feed-forward block on sparseqa's kernels as two ops (no sq_chain)
 
 
 @dataclass
@@ -151,6 +152,16 @@ class KernelBenchResult:
             for layer in self.encoder_layer()
         ]
         return pd.DataFrame(records)
+
+    def chain_lines(self) -> list[str]:
+        """How much running the feed-forward block as one op saved against two sparseqa ops, per length and
+        orientation (the same weights, timed in the same interleaved loop)."""
+        return [
+            f"feed-forward block at {row.seq_len} tokens, {row.blocks}: one op {row.sparseqa_ms:.3f} ms, as two ops "
+            f"{row.two_ops_ms:.3f} ms ({row.two_ops_ms / row.sparseqa_ms:.2f}x)"
+            for row in sorted(self.rows, key=lambda row: (row.seq_len, row.blocks))
+            if row.two_ops_ms is not None
+        ]
 
     def header_lines(self) -> list[str]:
         """What ran: the machine, the kernel path, OpenVINO's compiled layer, threads and runs."""
@@ -230,9 +241,16 @@ def int8_linear_model(shape: LinearShape, weights: list[np.ndarray], biases: lis
 
 
 def compile_linears(
-    shape: LinearShape, weights: list[np.ndarray], biases: list[np.ndarray], seq_len: int, threads: int, extension: Path
+    shape: LinearShape,
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    seq_len: int,
+    threads: int,
+    extension: Path,
+    chain: bool = True,
 ):
-    """(OpenVINO's int8 model, the same model on sparseqa's kernel, what OpenVINO runs), both compiled for ``threads``.
+    """(OpenVINO's int8 model, the same model on sparseqa's kernel, what OpenVINO runs), both compiled for ``threads``;
+    without ``chain`` a feed-forward block runs as two sparseqa ops.
 
     Raises OpenVINONotInt8 when the CPU plugin does not compile each MatMul to an int8 FullyConnected.
     """
@@ -252,10 +270,11 @@ def compile_linears(
     if len(layers) != len(weights) or any(precision not in ("u8", "i8") for _, precision in layers):
         raise OpenVINONotInt8(f"OpenVINO compiled the int8 MatMuls to {layers or 'no FullyConnected'}, not int8")
     sparse_model = int8_linear_model(shape, weights, biases, seq_len)
-    if len(sparsify(sparse_model, extension)) != len(weights):
+    if len(sparsify(sparse_model, extension, chain=chain)) != len(weights):
         raise RuntimeError("the graph pass left a MatMul of the benchmark alone")
-    if sum(op.get_type_name() == OP_TYPE for op in sparse_model.get_ordered_ops()) != 1:
-        raise RuntimeError("the graph pass did not make the benchmark's Linears one op")
+    ops = 2 if shape.hidden and not chain else 1
+    if sum(op.get_type_name() == OP_TYPE for op in sparse_model.get_ordered_ops()) != ops:
+        raise RuntimeError(f"the graph pass did not make the benchmark's Linears {ops} op(s)")
     sparse = core.compile_model(sparse_model, "CPU", config)
     primitive, precision = layers[0]
     return dense, sparse, f"FullyConnected {primitive}, {precision} activations x i8 weights"
@@ -300,6 +319,9 @@ def run_kernel_benchmark(
             ]
             dense, sparse, openvino_layer = compile_linears(shape, weights, biases, seq_len, threads, extension)
             requests[orientation] = sparse.create_infer_request()
+            if shape.hidden:
+                _, two_ops, _ = compile_linears(shape, weights, biases, seq_len, threads, extension, chain=False)
+                requests[f"{orientation} two ops"] = two_ops.create_infer_request()
             useful[orientation] = sum(pack_bcsr(w, None, orientation).nonzero_weights for w in weights) * seq_len
         # OpenVINO's dense kernel takes as long on either pattern: it is timed once, on the last one's weights.
         requests["openvino"] = dense.create_infer_request()
@@ -327,6 +349,7 @@ def run_kernel_benchmark(
                     gmacs=useful[orientation] / sparse_ms / 1e6,
                     openvino_gmacs=shape.macs_per_token * seq_len / dense_ms / 1e6,
                     hidden=shape.hidden,
+                    two_ops_ms=stats[f"{orientation} two ops"].median_ms if shape.hidden else None,
                 )
             )
     assert result is not None

@@ -44,6 +44,12 @@ def test_kernels_only_times_every_shape_and_sums_an_encoder_layer(tmp_path, caps
     assert f"sparseqa kernel: {document['kernel_isa']}" in printed
     assert "encoder layer (6 Linears)" in printed and "768->3072->768 (intermediate, GELU, output: one op)" in printed
     assert "768->768 x3 (query, key, value: one op)" in printed
+    # The feed-forward block is also timed as two sparseqa ops, to show what one op saves.
+    feed_forward = rows[768, 768, 2, 3072]
+    assert feed_forward["two_ops_ms"] > 0 and all(row["two_ops_ms"] is None for row in rows.values() if not row["hidden"])
+    ratio = feed_forward["two_ops_ms"] / feed_forward["sparseqa_ms"]
+    assert f"feed-forward block at 32 tokens, 4x1: one op {feed_forward['sparseqa_ms']:.3f} ms" in printed
+    assert f"({ratio:.2f}x)" in printed
 
 
 @pytest.mark.parametrize(
