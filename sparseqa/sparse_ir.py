@@ -11,7 +11,7 @@ and one parallel call for all three instead of one each.
 A Linear with a GELU whose one reader is another Linear without activation (a feed-forward block: intermediate,
 GELU, output) becomes one op with it (attributes then_outputs and then_blocks, the second Linear's weights as a
 third input), which hands the first's outputs to the second as its quantized activations without writing them out
-as a tensor (bit for bit the two ops' result; measured 2-5% faster on the pair, see the README).
+as a tensor (bit for bit the two ops' result; ``bench --kernels-only`` times it both ways).
 A GELU (erf form) that follows a replaced Linear is computed inside the op, on each output tile while it is in
 cache, as OpenVINO fuses it into its own FullyConnected, and so is a per-feature constant Multiply after that GELU
 (NNCF's SmoothQuant scale of the next Linear's input). Attention, LayerNorm and everything else stay with OpenVINO,
