@@ -241,16 +241,10 @@ def int8_linear_model(shape: LinearShape, weights: list[np.ndarray], biases: lis
 
 
 def compile_linears(
-    shape: LinearShape,
-    weights: list[np.ndarray],
-    biases: list[np.ndarray],
-    seq_len: int,
-    threads: int,
-    extension: Path,
-    chain: bool = True,
+    shape: LinearShape, weights: list[np.ndarray], biases: list[np.ndarray], seq_len: int, threads: int, extension: Path
 ):
-    """(OpenVINO's int8 model, the same model on sparseqa's kernel, what OpenVINO runs), both compiled for ``threads``;
-    without ``chain`` a feed-forward block runs as two sparseqa ops.
+    """(OpenVINO's int8 model, the same model on sparseqa's kernel, for a feed-forward block the same on two sparseqa
+    ops or else None, what OpenVINO runs), all compiled for ``threads``.
 
     Raises OpenVINONotInt8 when the CPU plugin does not compile each MatMul to an int8 FullyConnected.
     """
@@ -269,15 +263,19 @@ def compile_linears(
             layers.append((info["primitiveType"].astype(str), info["runtimePrecision"].astype(str)))
     if len(layers) != len(weights) or any(precision not in ("u8", "i8") for _, precision in layers):
         raise OpenVINONotInt8(f"OpenVINO compiled the int8 MatMuls to {layers or 'no FullyConnected'}, not int8")
-    sparse_model = int8_linear_model(shape, weights, biases, seq_len)
-    if len(sparsify(sparse_model, extension, chain=chain)) != len(weights):
-        raise RuntimeError("the graph pass left a MatMul of the benchmark alone")
-    ops = 2 if shape.hidden and not chain else 1
-    if sum(op.get_type_name() == OP_TYPE for op in sparse_model.get_ordered_ops()) != ops:
-        raise RuntimeError(f"the graph pass did not make the benchmark's Linears {ops} op(s)")
-    sparse = core.compile_model(sparse_model, "CPU", config)
+
+    def sparse(chain: bool):
+        model = int8_linear_model(shape, weights, biases, seq_len)
+        if len(sparsify(model, extension, chain=chain)) != len(weights):
+            raise RuntimeError("the graph pass left a MatMul of the benchmark alone")
+        ops = 2 if shape.hidden and not chain else 1
+        if sum(op.get_type_name() == OP_TYPE for op in model.get_ordered_ops()) != ops:
+            raise RuntimeError(f"the graph pass did not make the benchmark's Linears {ops} op(s)")
+        return core.compile_model(model, "CPU", config)
+
     primitive, precision = layers[0]
-    return dense, sparse, f"FullyConnected {primitive}, {precision} activations x i8 weights"
+    two_ops = sparse(chain=False) if shape.hidden else None
+    return dense, sparse(chain=True), two_ops, f"FullyConnected {primitive}, {precision} activations x i8 weights"
 
 
 def run_kernel_benchmark(
@@ -317,10 +315,9 @@ def run_kernel_benchmark(
                 pruned_weight(n, k, seed=index + 1000 * i, blocks=orientation)
                 for i, (n, k) in enumerate(shape.weight_shapes())
             ]
-            dense, sparse, openvino_layer = compile_linears(shape, weights, biases, seq_len, threads, extension)
+            dense, sparse, two_ops, openvino_layer = compile_linears(shape, weights, biases, seq_len, threads, extension)
             requests[orientation] = sparse.create_infer_request()
-            if shape.hidden:
-                _, two_ops, _ = compile_linears(shape, weights, biases, seq_len, threads, extension, chain=False)
+            if two_ops is not None:
                 requests[f"{orientation} two ops"] = two_ops.create_infer_request()
             useful[orientation] = sum(pack_bcsr(w, None, orientation).nonzero_weights for w in weights) * seq_len
         # OpenVINO's dense kernel takes as long on either pattern: it is timed once, on the last one's weights.

@@ -163,10 +163,13 @@ struct GeluPost {
 // The same on a chain's tile of the first Linear's outputs: one row of ``count`` tokens per output.
 void gelu_rows(void* context, float* rows, int64_t stride, int32_t row_begin, int32_t row_end, int32_t count) {
     const auto* post = static_cast<const GeluPost*>(context);
-    std::vector<float> scale(post->scale ? count : 0);  // one output's scale for each of its tokens
+    constexpr int32_t CHUNK = 64;  // the kernel library's token block: one call per row
+    float scale[CHUNK];            // one output's scale for each of its tokens
     for (int32_t o = row_begin; o < row_end; ++o) {
-        if (post->scale) std::fill(scale.begin(), scale.end(), post->scale[o]);
-        post->gelu(rows + (o - row_begin) * stride, post->scale ? scale.data() : nullptr, static_cast<size_t>(count));
+        if (post->scale) std::fill(scale, scale + CHUNK, post->scale[o]);
+        float* row = rows + (o - row_begin) * stride;
+        for (int32_t t = 0; t < count; t += CHUNK)
+            post->gelu(row + t, post->scale ? scale : nullptr, static_cast<size_t>(std::min(CHUNK, count - t)));
     }
 }
 

@@ -302,6 +302,24 @@ std::unique_ptr<std::atomic<int64_t>[]> counters(int64_t count) {
     return made;
 }
 
+/* The library's own workers as a host (sq_parallel_fn) for the calls that take a thread count. */
+void own_pool(void*, int participants, sq_work_fn work, void* job) {
+    pool().run(participants, participants, [&](int64_t i) { work(job, static_cast<int>(i)); });
+}
+
+int all_cores_if_zero(int threads) {
+    return threads ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+/* The segment of a call that quantizes x token block by token block into ``workspace``, raising quantized[block]. */
+Segments::Segment quantize_segment(const sq_plan* plan, const float* x, int64_t m, void* workspace,
+                                   std::atomic<int64_t>* quantized) {
+    return {token_blocks(m), false, [=](int64_t block) {
+                sq_quantize_task(plan, x, m, workspace, block);
+                quantized[block].store(1, std::memory_order_release);
+            }};
+}
+
 /* Bytes rounded up to whole 64-byte lines, so the pieces of one workspace stay aligned. */
 size_t lines(size_t bytes) { return (bytes + ALIGN - 1) / ALIGN * ALIGN; }
 
@@ -325,9 +343,7 @@ inline void token_block_scales(const Plan& plan, const float* x, int64_t m, void
         float lanes[4];
         _mm_storeu_ps(lanes, peak);
         const float amax = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
-        const bool zero = !(amax >= QUANT_MIN);
-        scales_t[t] = zero ? 0.0f : amax / 127.0f;
-        inverse[t] = zero ? 0.0f : 127.0f / amax;
+        token_scale(amax, scales_t + t, inverse + t);
     }
 }
 
@@ -767,11 +783,7 @@ int sq_linear(const sq_plan* plan, const float* x, int64_t m, float* y, int thre
 
 int sq_linear_parts(const sq_plan* plan, const float* x, int64_t m, float* const* ys, int parts, int threads) {
     if (threads < 0) return -1;
-    if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const sq_parallel_fn own_pool = [](void*, int participants, sq_work_fn work, void* job) {
-        pool().run(participants, participants, [&](int64_t i) { work(job, static_cast<int>(i)); });
-    };
-    return sq_linear_hosted_parts(plan, x, m, ys, parts, threads, own_pool, nullptr, nullptr, nullptr);
+    return sq_linear_hosted_parts(plan, x, m, ys, parts, all_cores_if_zero(threads), own_pool, nullptr, nullptr, nullptr);
 }
 
 int sq_linear_hosted(const sq_plan* plan, const float* x, int64_t m, float* y, int participants,
@@ -800,13 +812,10 @@ int sq_linear_hosted_parts(const sq_plan* plan, const float* x, int64_t m, float
     const int64_t blocks = token_blocks(m);
     const auto quantized = counters(blocks);
     if (!quantized) return -1;
-    const auto quantize = [&](int64_t block) {
-        sq_quantize_task(plan, x, m, workspace, block);
-        quantized[block].store(1, std::memory_order_release);
-    };
     // A compute task reads only its own token block's panel.
     const bool ran = run_segments(participants, parallel, host,
-                                  {{blocks, false, quantize}, {sq_compute_task_count(plan, m), true, [&](int64_t task) {
+                                  {quantize_segment(plan, x, m, workspace, quantized.get()),
+                                   {sq_compute_task_count(plan, m), true, [&](int64_t task) {
                                         wait_for(quantized[task % blocks], 1);
                                         compute(task);
                                     }}});
@@ -820,11 +829,7 @@ int sq_chain_fits(const sq_plan* first, const sq_plan* second) {
 int sq_chain(const sq_plan* first, const sq_plan* second, const float* x, int64_t m, float* y, int threads,
              sq_rows_fn between, void* between_context) {
     if (threads < 0) return -1;
-    if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const sq_parallel_fn own_pool = [](void*, int participants, sq_work_fn work, void* job) {
-        pool().run(participants, participants, [&](int64_t i) { work(job, static_cast<int>(i)); });
-    };
-    return sq_chain_hosted(first, second, x, m, y, threads, own_pool, nullptr, between, between_context);
+    return sq_chain_hosted(first, second, x, m, y, all_cores_if_zero(threads), own_pool, nullptr, between, between_context);
 }
 
 int sq_chain_hosted(const sq_plan* first, const sq_plan* second, const float* x, int64_t m, float* y,
@@ -877,11 +882,9 @@ int sq_chain_hosted(const sq_plan* first, const sq_plan* second, const float* x,
             for (int64_t c = 1; c < chunks; ++c) peak = _mm_max_ps(peak, _mm_load_ps(amax + c * padded + block * TOKEN_BLOCK + t));
             alignas(16) float lanes[4];
             _mm_store_ps(lanes, peak);
-            for (int u = 0; u < 4; ++u) {
-                const bool zero = !(lanes[u] >= QUANT_MIN) || block * TOKEN_BLOCK + t + u >= m;
-                inverses[block * TOKEN_BLOCK + t + u] = zero ? 0.0f : 127.0f / lanes[u];
-                scales_t[t + u] = zero ? 0.0f : lanes[u] / 127.0f;
-            }
+            for (int u = 0; u < 4; ++u)
+                token_scale(block * TOKEN_BLOCK + t + u < m ? lanes[u] : 0.0f, scales_t + t + u,
+                            inverses + block * TOKEN_BLOCK + t + u);
         }
     };
     // Rows [i0, i1) of a block into the second's panel.
@@ -900,10 +903,7 @@ int sq_chain_hosted(const sq_plan* first, const sq_plan* second, const float* x,
     std::atomic<int64_t>*quantized = done.get(), *computed = quantized + blocks, *scaled = computed + blocks,
                         *handed = scaled + blocks;
     std::vector<Segments::Segment> segments;
-    segments.push_back({blocks, false, [&](int64_t block) {
-                            sq_quantize_task(first, x, m, first_workspace, block);
-                            quantized[block].store(1, std::memory_order_release);
-                        }});
+    segments.push_back(quantize_segment(first, x, m, first_workspace, quantized));
     segments.push_back({chunks * blocks, true, [&](int64_t task) {
                             const int64_t block = task % blocks;
                             wait_for(quantized[block], 1);

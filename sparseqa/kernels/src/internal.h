@@ -139,6 +139,14 @@ void peaks_avx512(const float*, int32_t, float*);
 void handoff_sse2(const Plan&, const float*, int32_t, int32_t, const float*, void*, int64_t, int64_t);
 void handoff_avx512(const Plan&, const float*, int32_t, int32_t, const float*, void*, int64_t, int64_t);
 
+/* A token's scale and 127 / amax from its largest |x|, as quantize_token computes them (both 0 for a token that
+ * quantizes to zeros). Static: each ISA translation unit keeps its own copy (see the top of this file). */
+static inline void token_scale(float amax, float* scale, float* inverse) {
+    const bool zero = !(amax >= QUANT_MIN);
+    *scale = zero ? 0.0f : amax / 127.0f;
+    *inverse = zero ? 0.0f : 127.0f / amax;
+}
+
 /* Quantizes one token as the reference defines (see reference.cpp); returns its scale. */
 float quantize_token(const float* x, int32_t k, int8_t* q);
 

@@ -165,9 +165,7 @@ inline void quantize8(const Plan& plan, const float* x, int64_t m, void* workspa
             const float a = row[i] < 0 ? -row[i] : row[i];
             amax = a > amax ? a : amax;
         }
-        const bool zero = !(amax >= QUANT_MIN);
-        scales_t[t] = zero ? 0.0f : amax / 127.0f;
-        inverse[t] = zero ? 0.0f : 127.0f / amax;
+        token_scale(amax, scales_t + t, inverse + t);
     }
     const __m256 low = _mm256_set1_ps(-127.0f), high = _mm256_set1_ps(127.0f);
     const __m256i offset = _mm256_set1_epi8(static_cast<char>(plan.act_offset));

@@ -190,13 +190,6 @@ inline float token_amax_avx512(const float* row, int32_t k) {
     return _mm512_reduce_max_ps(peak);
 }
 
-/* A token's scale and 127 / amax, as quantize_token computes them (both 0 for a token that quantizes to zeros). */
-inline void token_scale(float amax, float* scale, float* inverse) {
-    const bool zero = !(amax >= QUANT_MIN);
-    *scale = zero ? 0.0f : amax / 127.0f;
-    *inverse = zero ? 0.0f : 127.0f / amax;
-}
-
 /* The per-token scales of one token block: the scale into the workspace, 127 / amax into ``inverse``; tokens past m
  * get 0. */
 inline void token_scales_avx512(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block,
