@@ -3,7 +3,8 @@
  * of one output. 4x1 blocks: per 4 nonzero blocks of a 4-output group (a quad), the 4 inputs' 64-token panel lines
  * are interleaved by byte and word unpacks into 4-byte lanes of 16 tokens, and each such vector feeds all 4 outputs:
  * 16 vpdpbusd per 4 line loads and 8 unpacks.
- * 16 outputs at a time are dequantized and transposed in registers. */
+ * The last k tile dequantizes each output's sums in registers; 16 outputs x 16 tokens are then transposed in
+ * registers into y. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -40,57 +41,79 @@ inline void transpose16(__m512 r[16]) {
     }
 }
 
-/* A task's int32 sums (tile: rows r0.. x 64 tokens) to its outputs: dequantized in place (row by row, 16 tokens per vector),
- * then 16 outputs x 16 tokens transposed in registers into y. */
+/* Dequantizes one output's sums (NV vectors of 16 tokens, the last k tile's accumulators, still in registers) with
+ * the token scales ``token``: into ``to`` (its tile row, or its output row when the outputs stay rows, where the
+ * vectors past NV are zeroed). */
 template <int NV>
-void finish(const Plan& plan, const void* workspace, const Output& out, const Task& task, int32_t (*tile)[TOKEN_BLOCK]) {
-    const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
-    for (int32_t o = task.r0; o < task.r1; ++o) {
-        int32_t* row = tile[o - task.r0];
-        float* to = out.rows ? output_row(out, plan.n, task.token_block, o) : reinterpret_cast<float*>(row);
-        const __m512i offset = _mm512_set1_epi32(plan.offset_sum[o]);
-        const __m512 scale = _mm512_set1_ps(plan.scales[o]), bias = _mm512_set1_ps(plan.bias[o]);
-        for (int j = 0; j < NV; ++j) {
-            const __m512 acc = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(row + 16 * j), offset));
-            const __m512 s = _mm512_mul_ps(_mm512_load_ps(scales_t + 16 * j), scale);
-            _mm512_store_ps(to + 16 * j, _mm512_fmadd_ps(acc, s, bias));
-        }
-        if (out.rows)
-            for (int j = NV; j < 4; ++j) _mm512_store_ps(to + 16 * j, _mm512_setzero_ps());
+inline void dequantize(const Plan& plan, int32_t o, const __m512i* sums, const __m512* token, float* to, bool rows) {
+    const __m512i offset = _mm512_set1_epi32(plan.offset_sum[o]);
+    const __m512 scale = _mm512_set1_ps(plan.scales[o]), bias = _mm512_set1_ps(plan.bias[o]);
+    for (int j = 0; j < NV; ++j) {
+        const __m512 acc = _mm512_cvtepi32_ps(_mm512_sub_epi32(sums[j], offset));
+        _mm512_store_ps(to + 16 * j, _mm512_fmadd_ps(acc, _mm512_mul_ps(token[j], scale), bias));
     }
+    if (rows)
+        for (int j = NV; j < 4; ++j) _mm512_store_ps(to + 16 * j, _mm512_setzero_ps());
+}
+
+/* Where the last k tile's dequantized sums of output o go: its output row, or its row of the tile. */
+inline float* destination(const Plan& plan, const Output& out, const Task& task, float (*tile)[TOKEN_BLOCK], int32_t o) {
+    return out.rows ? output_row(out, plan.n, task.token_block, o) : tile[o - task.r0];
+}
+
+/* A task's dequantized outputs (tile: rows r0.. x 64 tokens) into y: 16 outputs x 16 tokens transposed in registers.
+ * Nothing to do when the outputs stay rows. */
+template <int NV>
+void store_transposed(const Output& out, const Task& task, float (*tile)[TOKEN_BLOCK]) {
     if (out.rows) return;
     const int64_t t0 = task.token_block * TOKEN_BLOCK;
     // Token vector outermost: one token row's outputs of this task (up to 256 contiguous bytes) are written together.
     for (int j = 0; j < NV; ++j) {
+        const int tokens = task.tokens - 16 * j < 16 ? task.tokens - 16 * j : 16;
         for (int32_t o0 = task.r0; o0 < task.r1; o0 += 16) {
             const int outputs = task.r1 - o0 < 16 ? task.r1 - o0 : 16;
-            const __mmask16 mask = static_cast<__mmask16>((1u << outputs) - 1);
             __m512 r[16];
-            for (int i = 0; i < 16; ++i)
-                r[i] = _mm512_load_ps(reinterpret_cast<const float*>(tile[o0 - task.r0 + (i < outputs ? i : 0)] + 16 * j));
-            transpose16(r);
-            const int tokens = task.tokens - 16 * j < 16 ? task.tokens - 16 * j : 16;
             float* y = output_at(out, t0 + 16 * j, o0);
+            if (outputs == 16 && tokens == 16) {  // the common case without a bound checked per row
+                for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(tile[o0 - task.r0 + i] + 16 * j);
+                transpose16(r);
+                for (int i = 0; i < 16; ++i) _mm512_storeu_ps(y + i * out.part_n, r[i]);
+                continue;
+            }
+            const __mmask16 mask = static_cast<__mmask16>((1u << outputs) - 1);
+            for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(tile[o0 - task.r0 + (i < outputs ? i : 0)] + 16 * j);
+            transpose16(r);
             for (int i = 0; i < tokens; ++i) _mm512_mask_storeu_ps(y + i * out.part_n, mask, r[i]);
         }
     }
 }
 
+/* The task's token scales, 16 tokens per vector. */
+template <int NV>
+inline void load_token_scales(const void* workspace, const Task& task, __m512* token) {
+    const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
+    for (int j = 0; j < NV; ++j) token[j] = _mm512_load_ps(scales_t + 16 * j);
+}
+
+/* The int32 sums of a task's rows stay in ``tile`` between k tiles; the last k tile dequantizes them in registers. */
 template <int NV>
 void compute(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
-    alignas(64) int32_t tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
+    alignas(64) float tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
+    __m512 token[NV];
+    load_token_scales<NV>(workspace, task, token);
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
+        const bool last = kt + 1 == plan.k_tiles;
         for (int32_t o = task.r0; o < task.r1; ++o) {
-            int32_t* out = tile[o - task.r0];
+            int32_t* held = reinterpret_cast<int32_t*>(tile[o - task.r0]);
             // Named accumulators (not arrays): GCC then keeps them in place instead of shuffling copies each step.
             __m512i a0, a1, a2, a3, b0, b1, b2, b3;
             a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = _mm512_setzero_si512();
             if (kt) {
-                a0 = _mm512_load_si512(out);
-                if (NV > 1) a1 = _mm512_load_si512(out + 16);
-                if (NV > 2) a2 = _mm512_load_si512(out + 32);
-                if (NV > 3) a3 = _mm512_load_si512(out + 48);
+                a0 = _mm512_load_si512(held);
+                if (NV > 1) a1 = _mm512_load_si512(held + 16);
+                if (NV > 2) a2 = _mm512_load_si512(held + 32);
+                if (NV > 3) a3 = _mm512_load_si512(held + 48);
             }
             // Eight distinct registers from here on: GCC 12 otherwise merges the zeros and copies them every step.
             asm("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(b0), "+v"(b1), "+v"(b2), "+v"(b3));
@@ -133,26 +156,32 @@ void compute(const Plan& plan, const void* workspace, int64_t m, const Output& o
                 if (NV > 2) a2 = _mm512_dpbusd_epi32(a2, _mm512_load_si512(p0 + 128), w0);
                 if (NV > 3) a3 = _mm512_dpbusd_epi32(a3, _mm512_load_si512(p0 + 192), w0);
             }
-            _mm512_store_si512(out, _mm512_add_epi32(a0, b0));
-            if (NV > 1) _mm512_store_si512(out + 16, _mm512_add_epi32(a1, b1));
-            if (NV > 2) _mm512_store_si512(out + 32, _mm512_add_epi32(a2, b2));
-            if (NV > 3) _mm512_store_si512(out + 48, _mm512_add_epi32(a3, b3));
+            const __m512i sums[4] = {_mm512_add_epi32(a0, b0), _mm512_add_epi32(a1, b1), _mm512_add_epi32(a2, b2),
+                                     _mm512_add_epi32(a3, b3)};
+            if (last) {
+                dequantize<NV>(plan, o, sums, token, destination(plan, out, task, tile, o), out.rows);
+                continue;
+            }
+            for (int j = 0; j < NV; ++j) _mm512_store_si512(held + 16 * j, sums[j]);
         }
     }
-    finish<NV>(plan, workspace, out, task, tile);
+    store_transposed<NV>(out, task, tile);
 }
 
 template <int NV>
 void compute_columns(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
-    alignas(64) int32_t tile[ROW_GROUP][TOKEN_BLOCK];
+    alignas(64) float tile[ROW_GROUP][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
+    __m512 token[NV];
+    load_token_scales<NV>(workspace, task, token);
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
+        const bool last = kt + 1 == plan.k_tiles;
         for (int32_t g = task.r0 / 4; g < task.r1 / 4; ++g) {
-            int32_t* out = tile[4 * g - task.r0];
+            int32_t* held = reinterpret_cast<int32_t*>(tile[4 * g - task.r0]);
             __m512i acc[4][NV];
             for (int r = 0; r < 4; ++r)
                 for (int j = 0; j < NV; ++j)
-                    acc[r][j] = kt ? _mm512_load_si512(out + TOKEN_BLOCK * r + 16 * j) : _mm512_setzero_si512();
+                    acc[r][j] = kt ? _mm512_load_si512(held + TOKEN_BLOCK * r + 16 * j) : _mm512_setzero_si512();
             for (const Quad *quad = quads_begin(plan, g, kt), *end = quads_end(plan, g, kt); quad < end; ++quad) {
                 const __m512i c0 = _mm512_load_si512(base + quad->offset[0]);
                 const __m512i c1 = _mm512_load_si512(base + quad->offset[1]);
@@ -173,11 +202,17 @@ void compute_columns(const Plan& plan, const void* workspace, int64_t m, const O
                     for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], v[j], w);
                 }
             }
-            for (int r = 0; r < 4; ++r)
-                for (int j = 0; j < NV; ++j) _mm512_store_si512(out + TOKEN_BLOCK * r + 16 * j, acc[r][j]);
+            for (int r = 0; r < 4; ++r) {
+                if (last) {
+                    const int32_t o = 4 * g + r;
+                    dequantize<NV>(plan, o, acc[r], token, destination(plan, out, task, tile, o), out.rows);
+                    continue;
+                }
+                for (int j = 0; j < NV; ++j) _mm512_store_si512(held + TOKEN_BLOCK * r + 16 * j, acc[r][j]);
+            }
         }
     }
-    finish<NV>(plan, workspace, out, task, tile);
+    store_transposed<NV>(out, task, tile);
 }
 
 /* The largest |x| of one token's k inputs. */
