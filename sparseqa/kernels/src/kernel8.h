@@ -26,53 +26,59 @@ inline void transpose8(__m256 r[8]) {
     }
 }
 
-/* A task's int32 sums (tile: rows r0.. x 64 tokens) to its outputs: dequantized in place, then 8 outputs x 8 tokens
- * transposed in registers into y. */
+/* One output's sums of 8 tokens (``token``: their scales) dequantized into ``to``. */
+inline void dequantize8(const Plan& plan, int32_t o, __m256i sums, const float* token, float* to) {
+    const __m256 acc = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, _mm256_set1_epi32(plan.offset_sum[o])));
+    const __m256 s = _mm256_mul_ps(_mm256_load_ps(token), _mm256_set1_ps(plan.scales[o]));
+    _mm256_store_ps(to, _mm256_fmadd_ps(acc, s, _mm256_set1_ps(plan.bias[o])));
+}
+
+/* Where the last k tile's dequantized sums of output o go: its output row, or its row of the tile. */
+inline float* destination8(const Plan& plan, const Output& out, const Task& task, float (*tile)[TOKEN_BLOCK], int32_t o) {
+    return out.rows ? output_row(out, plan.n, task.token_block, o) : tile[o - task.r0];
+}
+
+/* A task's dequantized outputs (tile: rows r0.. x 64 tokens, NV vectors of 8 tokens) into y: 8 outputs x 8 tokens
+ * transposed in registers. Nothing to do when the outputs stay rows. */
 template <int NV>
-void finish8(const Plan& plan, const void* workspace, const Output& out, const Task& task, int32_t (*tile)[TOKEN_BLOCK]) {
-    const float* scales_t = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
-    for (int32_t o = task.r0; o < task.r1; ++o) {
-        int32_t* row = tile[o - task.r0];
-        float* to = out.rows ? output_row(out, plan.n, task.token_block, o) : reinterpret_cast<float*>(row);
-        const __m256i offset = _mm256_set1_epi32(plan.offset_sum[o]);
-        const __m256 scale = _mm256_set1_ps(plan.scales[o]), bias = _mm256_set1_ps(plan.bias[o]);
-        for (int j = 0; j < NV; ++j) {
-            const __m256i sums = _mm256_load_si256(reinterpret_cast<const __m256i*>(row + 8 * j));
-            const __m256 acc = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, offset));
-            const __m256 s = _mm256_mul_ps(_mm256_load_ps(scales_t + 8 * j), scale);
-            _mm256_store_ps(to + 8 * j, _mm256_fmadd_ps(acc, s, bias));
-        }
-        if (out.rows)
-            for (int j = NV; j < 8; ++j) _mm256_store_ps(to + 8 * j, _mm256_setzero_ps());
-    }
+void store_transposed8(const Output& out, const Task& task, float (*tile)[TOKEN_BLOCK]) {
     if (out.rows) return;
     const int64_t t0 = task.token_block * TOKEN_BLOCK;
     for (int j = 0; j < NV; ++j) {
+        const int tokens = task.tokens - 8 * j < 8 ? task.tokens - 8 * j : 8;
         for (int32_t o0 = task.r0; o0 < task.r1; o0 += 8) {
             const int outputs = task.r1 - o0 < 8 ? task.r1 - o0 : 8;
+            __m256 r[8];
+            float* y = output_at(out, t0 + 8 * j, o0);
+            if (outputs == 8 && tokens == 8) {  // the common case without a bound checked per row
+                for (int i = 0; i < 8; ++i) r[i] = _mm256_load_ps(tile[o0 - task.r0 + i] + 8 * j);
+                transpose8(r);
+                for (int i = 0; i < 8; ++i) _mm256_storeu_ps(y + i * out.part_n, r[i]);
+                continue;
+            }
             const __m256i mask =
                 _mm256_cmpgt_epi32(_mm256_set1_epi32(outputs), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-            __m256 r[8];
-            for (int i = 0; i < 8; ++i)
-                r[i] = _mm256_load_ps(reinterpret_cast<const float*>(tile[o0 - task.r0 + (i < outputs ? i : 0)] + 8 * j));
+            for (int i = 0; i < 8; ++i) r[i] = _mm256_load_ps(tile[o0 - task.r0 + (i < outputs ? i : 0)] + 8 * j);
             transpose8(r);
-            const int tokens = task.tokens - 8 * j < 8 ? task.tokens - 8 * j : 8;
-            float* y = output_at(out, t0 + 8 * j, o0);
             for (int i = 0; i < tokens; ++i) _mm256_maskstore_ps(y + i * out.part_n, mask, r[i]);
         }
     }
 }
 
+/* The int32 sums of a task's rows stay in ``tile`` between k tiles; the last k tile dequantizes them in registers
+ * (in rows, the vectors past NV are zeroed). */
 template <class Dot, int NV>
 void compute8(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
-    alignas(64) int32_t tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
+    alignas(64) float tile[TILE_BYTES / (4 * TOKEN_BLOCK)][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
+    const float* token = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
+        const bool last = kt + 1 == plan.k_tiles;
         for (int32_t o = task.r0; o < task.r1; ++o) {
-            int32_t* out = tile[o - task.r0];
+            int32_t* held = reinterpret_cast<int32_t*>(tile[o - task.r0]);
             __m256i a[NV];
             for (int j = 0; j < NV; ++j)
-                a[j] = kt ? _mm256_load_si256(reinterpret_cast<const __m256i*>(out + 8 * j)) : _mm256_setzero_si256();
+                a[j] = kt ? _mm256_load_si256(reinterpret_cast<const __m256i*>(held + 8 * j)) : _mm256_setzero_si256();
             const Block* block = segment_begin(plan, o, kt);
             const Block* end = segment_end(plan, o, kt);
             for (; block < end; ++block) {
@@ -81,31 +87,49 @@ void compute8(const Plan& plan, const void* workspace, int64_t m, const Output& 
                 for (int j = 0; j < NV; ++j)
                     a[j] = Dot::accumulate(a[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(p + 32 * j)), w);
             }
-            for (int j = 0; j < NV; ++j) _mm256_store_si256(reinterpret_cast<__m256i*>(out + 8 * j), a[j]);
+            if (!last) {
+                for (int j = 0; j < NV; ++j) _mm256_store_si256(reinterpret_cast<__m256i*>(held + 8 * j), a[j]);
+                continue;
+            }
+            float* to = destination8(plan, out, task, tile, o);
+            for (int j = 0; j < NV; ++j) dequantize8(plan, o, a[j], token + 8 * j, to + 8 * j);
+            if (out.rows)
+                for (int j = NV; j < 8; ++j) _mm256_store_ps(to + 8 * j, _mm256_setzero_ps());
         }
     }
-    finish8<NV>(plan, workspace, out, task, tile);
+    store_transposed8<NV>(out, task, tile);
 }
 
 /* 4x1 blocks, 8 tokens per ymm: per quad, the 4 inputs' panel lines are interleaved by byte and word unpacks into
  * 4-byte lanes of 8 consecutive tokens, each vector feeding all 4 outputs. A 64-token line spans two ymm (h) and each
  * byte unpack half (s) gives two token vectors, so the quads are read in up to 4 passes of 4 outputs x 16 tokens
- * (8 accumulators: AVX2 has 16 ymm registers). Pass (h, s) covers tokens 32 s + 8 h + [0, 8) and [16, 24). */
+ * (8 accumulators: AVX2 has 16 ymm registers). Pass (h, s) covers tokens 32 s + 8 h + [0, 8) and [16, 24). The last
+ * k tile dequantizes the token vectors that hold tokens (vectors = their count); in rows, the others are zeroed. */
 template <class Dot>
 void compute_columns8(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task) {
-    alignas(64) int32_t tile[ROW_GROUP][TOKEN_BLOCK];
+    alignas(64) float tile[ROW_GROUP][TOKEN_BLOCK];
     const uint8_t* base = panel(plan, workspace, m, task.token_block);
+    const float* token = token_scales(workspace) + task.token_block * TOKEN_BLOCK;
+    const int vectors = (task.tokens + 7) / 8;
     for (int32_t kt = 0; kt < plan.k_tiles; ++kt) {
+        const bool last = kt + 1 == plan.k_tiles;
         for (int32_t g = task.r0 / 4; g < task.r1 / 4; ++g) {
-            int32_t* out = tile[4 * g - task.r0];
+            int32_t* held = reinterpret_cast<int32_t*>(tile[4 * g - task.r0]);
             for (int pass = 0; pass < 4; ++pass) {
                 const int h = pass & 1, s = pass >> 1;
                 const int first = 32 * s + 8 * h;  // tokens first + [0, 8) and first + 16 + [0, 8)
-                if (first >= task.tokens) continue;
+                if (first >= task.tokens) {
+                    if (last && out.rows)
+                        for (int r = 0; r < 4; ++r)
+                            for (int j = 0; j < 2; ++j)
+                                _mm256_store_ps(destination8(plan, out, task, tile, 4 * g + r) + first + 16 * j,
+                                                _mm256_setzero_ps());
+                    continue;
+                }
                 __m256i acc[4][2];
                 for (int r = 0; r < 4; ++r)
                     for (int j = 0; j < 2; ++j)
-                        acc[r][j] = kt ? _mm256_load_si256(reinterpret_cast<const __m256i*>(out + TOKEN_BLOCK * r + first + 16 * j))
+                        acc[r][j] = kt ? _mm256_load_si256(reinterpret_cast<const __m256i*>(held + TOKEN_BLOCK * r + first + 16 * j))
                                        : _mm256_setzero_si256();
                 for (const Quad *quad = quads_begin(plan, g, kt), *end = quads_end(plan, g, kt); quad < end; ++quad) {
                     __m256i c[4];
@@ -120,22 +144,30 @@ void compute_columns8(const Plan& plan, const void* workspace, int64_t m, const 
                         acc[r][1] = Dot::accumulate(acc[r][1], v1, w);
                     }
                 }
-                for (int r = 0; r < 4; ++r)
-                    for (int j = 0; j < 2; ++j)
-                        _mm256_store_si256(reinterpret_cast<__m256i*>(out + TOKEN_BLOCK * r + first + 16 * j), acc[r][j]);
+                for (int r = 0; r < 4; ++r) {
+                    const int32_t o = 4 * g + r;
+                    for (int j = 0; j < 2; ++j) {
+                        const int t = first + 16 * j;
+                        if (!last)
+                            _mm256_store_si256(reinterpret_cast<__m256i*>(held + TOKEN_BLOCK * r + t), acc[r][j]);
+                        else if (t / 8 < vectors)
+                            dequantize8(plan, o, acc[r][j], token + t, destination8(plan, out, task, tile, o) + t);
+                        else if (out.rows)
+                            _mm256_store_ps(destination8(plan, out, task, tile, o) + t, _mm256_setzero_ps());
+                    }
+                }
             }
         }
     }
-    // Token vectors past the last token were not computed: finish only the vectors that hold tokens.
-    switch ((task.tokens + 7) / 8) {
-        case 1: return finish8<1>(plan, workspace, out, task, tile);
-        case 2: return finish8<2>(plan, workspace, out, task, tile);
-        case 3: return finish8<3>(plan, workspace, out, task, tile);
-        case 4: return finish8<4>(plan, workspace, out, task, tile);
-        case 5: return finish8<5>(plan, workspace, out, task, tile);
-        case 6: return finish8<6>(plan, workspace, out, task, tile);
-        case 7: return finish8<7>(plan, workspace, out, task, tile);
-        default: return finish8<8>(plan, workspace, out, task, tile);
+    switch (vectors) {
+        case 1: return store_transposed8<1>(out, task, tile);
+        case 2: return store_transposed8<2>(out, task, tile);
+        case 3: return store_transposed8<3>(out, task, tile);
+        case 4: return store_transposed8<4>(out, task, tile);
+        case 5: return store_transposed8<5>(out, task, tile);
+        case 6: return store_transposed8<6>(out, task, tile);
+        case 7: return store_transposed8<7>(out, task, tile);
+        default: return store_transposed8<8>(out, task, tile);
     }
 }
 
