@@ -37,6 +37,13 @@ void gelu_portable(float* data, const float* scale, size_t count) {
     for (size_t i = 0; i < count; ++i) data[i] = scale ? gelu_scalar(data[i]) * scale[i] : gelu_scalar(data[i]);
 }
 
+void gelu_rows_portable(float* rows, int64_t stride, int32_t row_count, int32_t count, const float* scale) {
+    for (int32_t r = 0; r < row_count; ++r) {
+        float* row = rows + r * stride;
+        for (int32_t i = 0; i < count; ++i) row[i] = scale ? gelu_scalar(row[i]) * scale[r] : gelu_scalar(row[i]);
+    }
+}
+
 __attribute__((target("avx2,fma"))) inline __m256 gelu8(__m256 x) {
     const __m256 z = _mm256_max_ps(_mm256_min_ps(_mm256_mul_ps(x, _mm256_set1_ps(FRAC_1_SQRT2)), _mm256_set1_ps(ERF_LIMIT)),
                                    _mm256_set1_ps(-ERF_LIMIT));
@@ -56,6 +63,20 @@ __attribute__((target("avx2,fma"))) void gelu_avx2(float* data, const float* sca
         _mm256_storeu_ps(data + i, y);
     }
     gelu_portable(data + i, scale ? scale + i : nullptr, count - i);
+}
+
+__attribute__((target("avx2,fma"))) void gelu_rows_avx2(float* rows, int64_t stride, int32_t row_count, int32_t count,
+                                                        const float* scale) {
+    for (int32_t r = 0; r < row_count; ++r) {
+        float* row = rows + r * stride;
+        int32_t i = 0;
+        for (; i + 8 <= count; i += 8) {
+            __m256 y = gelu8(_mm256_loadu_ps(row + i));
+            if (scale) y = _mm256_mul_ps(y, _mm256_set1_ps(scale[r]));
+            _mm256_storeu_ps(row + i, y);
+        }
+        for (; i < count; ++i) row[i] = scale ? gelu_scalar(row[i]) * scale[r] : gelu_scalar(row[i]);
+    }
 }
 
 __attribute__((target("avx512f"))) inline __m512 gelu16(__m512 x) {
@@ -78,13 +99,27 @@ __attribute__((target("avx512f"))) void gelu_avx512(float* data, const float* sc
     }
 }
 
+__attribute__((target("avx512f"))) void gelu_rows_avx512(float* rows, int64_t stride, int32_t row_count,
+                                                          int32_t count, const float* scale) {
+    for (int32_t r = 0; r < row_count; ++r) {
+        float* row = rows + r * stride;
+        const __m512 row_scale = _mm512_set1_ps(scale ? scale[r] : 1.0f);
+        for (int32_t i = 0; i < count; i += 16) {
+            const __mmask16 mask = count - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (count - i)) - 1);
+            __m512 y = gelu16(_mm512_maskz_loadu_ps(mask, row + i));
+            if (scale) y = _mm512_mul_ps(y, row_scale);
+            _mm512_mask_storeu_ps(row + i, mask, y);
+        }
+    }
+}
+
 }  // namespace
 
-GeluFn gelu_for(const char* kernel_isa) {
+Gelu gelu_for(const char* kernel_isa) {
     const std::string isa = kernel_isa ? kernel_isa : "";
-    if (isa == "avx512vnni") return gelu_avx512;
-    if (isa == "avxvnni" || isa == "avx2") return gelu_avx2;
-    return gelu_portable;
+    if (isa == "avx512vnni") return {gelu_avx512, gelu_rows_avx512};
+    if (isa == "avxvnni" || isa == "avx2") return {gelu_avx2, gelu_rows_avx2};
+    return {gelu_portable, gelu_rows_portable};
 }
 
 }  // namespace sparseqa

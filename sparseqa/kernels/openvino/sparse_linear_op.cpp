@@ -156,21 +156,14 @@ void openvino_threads(void*, int participants, sq_work_fn work, void* job) {
 }
 
 struct GeluPost {
-    GeluFn gelu;
+    Gelu gelu;
     const float* scale;  // per output, or null
 };
 
 // The same on a chain's tile of the first Linear's outputs: one row of ``count`` tokens per output.
 void gelu_rows(void* context, float* rows, int64_t stride, int32_t row_begin, int32_t row_end, int32_t count) {
     const auto* post = static_cast<const GeluPost*>(context);
-    constexpr int32_t CHUNK = 64;  // the kernel library's token block: one call per row
-    float scale[CHUNK];            // one output's scale for each of its tokens
-    for (int32_t o = row_begin; o < row_end; ++o) {
-        if (post->scale) std::fill(scale, scale + CHUNK, post->scale[o]);
-        float* row = rows + (o - row_begin) * stride;
-        for (int32_t t = 0; t < count; t += CHUNK)
-            post->gelu(row + t, post->scale ? scale : nullptr, static_cast<size_t>(std::min(CHUNK, count - t)));
-    }
+    post->gelu.rows(rows, stride, row_end - row_begin, count, post->scale ? post->scale + row_begin : nullptr);
 }
 
 // GELU on each output tile while it is still in L1 (a separate GELU node costs a pass over memory: ~5 ms of a
@@ -179,7 +172,7 @@ void gelu_tile(void* context, float* y, int64_t n, int64_t token_begin, int64_t 
                int32_t row_end) {
     const auto* post = static_cast<const GeluPost*>(context);
     for (int64_t token = token_begin; token < token_end; ++token) {
-        post->gelu(y + token * n + row_begin, post->scale ? post->scale + row_begin : nullptr,
+        post->gelu.values(y + token * n + row_begin, post->scale ? post->scale + row_begin : nullptr,
                    static_cast<size_t>(row_end - row_begin));
     }
 }
@@ -194,14 +187,14 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
     OPENVINO_ASSERT(!shape.empty() && static_cast<int64_t>(shape.back()) == sq_plan_k(packed),
                     "SparseQALinear: x's last dimension ", shape.back(), " is not the weights' ", sq_plan_k(packed));
     const int64_t m = static_cast<int64_t>(ov::shape_size(shape) / shape.back());
-    GeluPost post{m_activation == "gelu" ? gelu_for(sq_plan_isa(packed)) : nullptr,
-                  m_output_scale.empty() ? nullptr : m_output_scale.data()};
+    const bool gelu = m_activation == "gelu";
+    GeluPost post{gelu ? gelu_for(sq_plan_isa(packed)) : Gelu{}, m_output_scale.empty() ? nullptr : m_output_scale.data()};
     const int threads = std::max(1, parallel_get_max_threads());
     if (m_then_plan) {
         shape.back() = static_cast<size_t>(m_then_outputs);
         outputs[0].set_shape(shape);
         const int result = sq_chain_hosted(packed, m_then_plan.get(), x.data<const float>(), m, outputs[0].data<float>(),
-                                           threads, openvino_threads, nullptr, post.gelu ? gelu_rows : nullptr, &post);
+                                           threads, openvino_threads, nullptr, gelu ? gelu_rows : nullptr, &post);
         OPENVINO_ASSERT(result == 0, "SparseQALinear: the sparseqa kernels ran out of memory");
         return true;
     }
@@ -212,7 +205,7 @@ bool SparseQALinear::evaluate(ov::TensorVector& outputs, const ov::TensorVector&
         ys.push_back(output.data<float>());
     }
     const int result = sq_linear_hosted_parts(packed, x.data<const float>(), m, ys.data(), static_cast<int>(ys.size()),
-                                              threads, openvino_threads, nullptr, post.gelu ? gelu_tile : nullptr,
+                                              threads, openvino_threads, nullptr, gelu ? gelu_tile : nullptr,
                                               &post);
     OPENVINO_ASSERT(result == 0, "SparseQALinear: the sparseqa kernels ran out of memory");
     return true;
