@@ -98,6 +98,12 @@ static inline float* output_row(const Output& out, int32_t n, int64_t token_bloc
     return out.rows + (token_block * n + o) * TOKEN_BLOCK;
 }
 
+/* Where a task's last k tile writes output o's dequantized sums: its output row when the outputs stay rows, else
+ * its row of the task's tile (rows r0.. x TOKEN_BLOCK tokens), from which the kernel transposes them into y. */
+static inline float* destination(const Output& out, int32_t n, const Task& task, float (*tile)[TOKEN_BLOCK], int32_t o) {
+    return out.rows ? output_row(out, n, task.token_block, o) : tile[o - task.r0];
+}
+
 /* Where outputs o .. (up to the next multiple of 16) of token t go; consecutive tokens are part_n floats apart. */
 static inline float* output_at(const Output& out, int64_t t, int32_t o) {
     return out.y[o / out.part_n] + t * out.part_n + o % out.part_n;

@@ -33,11 +33,6 @@ inline void dequantize8(const Plan& plan, int32_t o, __m256i sums, const float* 
     _mm256_store_ps(to, _mm256_fmadd_ps(acc, s, _mm256_set1_ps(plan.bias[o])));
 }
 
-/* Where the last k tile's dequantized sums of output o go: its output row, or its row of the tile. */
-inline float* destination8(const Plan& plan, const Output& out, const Task& task, float (*tile)[TOKEN_BLOCK], int32_t o) {
-    return out.rows ? output_row(out, plan.n, task.token_block, o) : tile[o - task.r0];
-}
-
 /* A task's dequantized outputs (tile: rows r0.. x 64 tokens, NV vectors of 8 tokens) into y: 8 outputs x 8 tokens
  * transposed in registers. Nothing to do when the outputs stay rows. */
 template <int NV>
@@ -91,7 +86,7 @@ void compute8(const Plan& plan, const void* workspace, int64_t m, const Output& 
                 for (int j = 0; j < NV; ++j) _mm256_store_si256(reinterpret_cast<__m256i*>(held + 8 * j), a[j]);
                 continue;
             }
-            float* to = destination8(plan, out, task, tile, o);
+            float* to = destination(out, plan.n, task, tile, o);
             for (int j = 0; j < NV; ++j) dequantize8(plan, o, a[j], token + 8 * j, to + 8 * j);
             if (out.rows)
                 for (int j = NV; j < 8; ++j) _mm256_store_ps(to + 8 * j, _mm256_setzero_ps());
@@ -122,7 +117,7 @@ void compute_columns8(const Plan& plan, const void* workspace, int64_t m, const 
                     if (last && out.rows)
                         for (int r = 0; r < 4; ++r)
                             for (int j = 0; j < 2; ++j)
-                                _mm256_store_ps(destination8(plan, out, task, tile, 4 * g + r) + first + 16 * j,
+                                _mm256_store_ps(destination(out, plan.n, task, tile, 4 * g + r) + first + 16 * j,
                                                 _mm256_setzero_ps());
                     continue;
                 }
@@ -151,9 +146,9 @@ void compute_columns8(const Plan& plan, const void* workspace, int64_t m, const 
                         if (!last)
                             _mm256_store_si256(reinterpret_cast<__m256i*>(held + TOKEN_BLOCK * r + t), acc[r][j]);
                         else if (t / 8 < vectors)
-                            dequantize8(plan, o, acc[r][j], token + t, destination8(plan, out, task, tile, o) + t);
+                            dequantize8(plan, o, acc[r][j], token + t, destination(out, plan.n, task, tile, o) + t);
                         else if (out.rows)
-                            _mm256_store_ps(destination8(plan, out, task, tile, o) + t, _mm256_setzero_ps());
+                            _mm256_store_ps(destination(out, plan.n, task, tile, o) + t, _mm256_setzero_ps());
                     }
                 }
             }

@@ -56,11 +56,6 @@ inline void dequantize(const Plan& plan, int32_t o, const __m512i* sums, const _
         for (int j = NV; j < 4; ++j) _mm512_store_ps(to + 16 * j, _mm512_setzero_ps());
 }
 
-/* Where the last k tile's dequantized sums of output o go: its output row, or its row of the tile. */
-inline float* destination(const Plan& plan, const Output& out, const Task& task, float (*tile)[TOKEN_BLOCK], int32_t o) {
-    return out.rows ? output_row(out, plan.n, task.token_block, o) : tile[o - task.r0];
-}
-
 /* A task's dequantized outputs (tile: rows r0.. x 64 tokens) into y: 16 outputs x 16 tokens transposed in registers.
  * Nothing to do when the outputs stay rows. */
 template <int NV>
@@ -159,7 +154,7 @@ void compute(const Plan& plan, const void* workspace, int64_t m, const Output& o
             const __m512i sums[4] = {_mm512_add_epi32(a0, b0), _mm512_add_epi32(a1, b1), _mm512_add_epi32(a2, b2),
                                      _mm512_add_epi32(a3, b3)};
             if (last) {
-                dequantize<NV>(plan, o, sums, token, destination(plan, out, task, tile, o), out.rows);
+                dequantize<NV>(plan, o, sums, token, destination(out, plan.n, task, tile, o), out.rows);
                 continue;
             }
             for (int j = 0; j < NV; ++j) _mm512_store_si512(held + 16 * j, sums[j]);
@@ -205,7 +200,7 @@ void compute_columns(const Plan& plan, const void* workspace, int64_t m, const O
             for (int r = 0; r < 4; ++r) {
                 if (last) {
                     const int32_t o = 4 * g + r;
-                    dequantize<NV>(plan, o, acc[r], token, destination(plan, out, task, tile, o), out.rows);
+                    dequantize<NV>(plan, o, acc[r], token, destination(out, plan.n, task, tile, o), out.rows);
                     continue;
                 }
                 for (int j = 0; j < NV; ++j) _mm512_store_si512(held + TOKEN_BLOCK * r + 16 * j, acc[r][j]);
