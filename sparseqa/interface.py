@@ -579,29 +579,26 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                         column_widths=["22%", "7%", "49%", "11%", "11%"],
                         elem_id="answers",
                     )
-                    with gr.Row(equal_height=False):
-                        latency = gr.Dataframe(
-                            headers=TABLE_COLUMNS,
-                            label="Latency",
-                            interactive=False,
-                            wrap=True,
-                            column_widths=["11%", "9%", "8%", "11%", "29%", "7%", "8%", "7%", "10%"],
-                            scale=3,
-                            elem_id="latency",
-                        )
-                        chart = gr.BarPlot(
-                            x="model",
-                            y="median ms",
-                            color="model",
-                            color_map=model_colours(service),
-                            colors_in_legend=[],
-                            y_lim=[0, None],
-                            x_title=" ",
-                            x_label_angle=-30,  # the two models' names side by side overlap in a narrow column
-                            label="Median latency (ms, lower is faster)",
-                            scale=1,
-                            elem_id="latency-chart",
-                        )
+                    # The whole width: nine columns beside the chart broke one-word headers mid-word.
+                    latency = gr.Dataframe(
+                        headers=TABLE_COLUMNS,
+                        label="Latency",
+                        interactive=False,
+                        wrap=True,
+                        column_widths=["12%", "9%", "9%", "12%", "24%", "7%", "9%", "8%", "10%"],
+                        elem_id="latency",
+                    )
+                    chart = gr.BarPlot(
+                        x="model",
+                        y="median ms",
+                        color="model",
+                        color_map=model_colours(service),
+                        colors_in_legend=[],
+                        y_lim=[0, None],
+                        x_title=" ",
+                        label="Median latency (ms, lower is faster)",
+                        elem_id="latency-chart",
+                    )
                     with gr.Accordion("The full result as JSON (what the API returns)", open=False):
                         result = gr.JSON(label="Result", show_label=False)
                 gr.on(
@@ -682,6 +679,7 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
                     label="Latency per configuration (ms); speedup over dense PyTorch fp32",
                     interactive=False,
                     wrap=True,
+                    column_widths=["17%", "15%", "9%", "8%", "10%", "8%", "9%", "12%", "12%"],
                     elem_id="bench-table",
                 )
                 bench_plot = gr.Plot(

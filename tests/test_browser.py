@@ -63,6 +63,30 @@ def shown_passage(page: Page) -> list[tuple[str, str]]:
     )
 
 
+# Each word of a table's column headers whose letters the browser laid out on more than one line.
+BROKEN_HEADER_WORDS_JS = """table => {
+  const broken = [];
+  for (const header of table.querySelectorAll('th')) {
+    const walker = document.createTreeWalker(header, NodeFilter.SHOW_TEXT);
+    for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+      for (const word of text.textContent.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(text, word.index);
+        range.setEnd(text, word.index + word[0].length);
+        const lines = new Set([...range.getClientRects()].map(rect => Math.round(rect.top)));
+        if (lines.size > 1) broken.push(word[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+
+
+def broken_header_words(page: Page, selector: str) -> list[str]:
+    """The header words of the table at ``selector`` that wrap mid-word (none, in a table laid out well)."""
+    return page.locator(selector).evaluate(BROKEN_HEADER_WORDS_JS)
+
+
 def text_in_colours(pieces: list[tuple[str, str]], labels: tuple[str, ...]) -> str:
     """The text of the pieces painted in the highlight colour of any of ``labels``."""
     colours = tuple("rgba({}, {}, {},".format(*bytes.fromhex(HIGHLIGHT_COLOURS[label][1:])) for label in labels)
@@ -85,6 +109,8 @@ def test_clicking_an_example_and_ask_highlights_the_answer(page, demo_server, tm
     assert text_in_colours(pieces, (DENSE_LABEL, BOTH_LABEL)) == comparison.dense.text
     expect(page.locator("#answers")).to_contain_text(comparison.sparse.text)
     page.locator("#latency-chart canvas, #latency-chart svg").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    assert broken_header_words(page, "#answers") == []
+    assert broken_header_words(page, "#latency") == []
     page.screenshot(path=tmp_path / "ask.png", full_page=True)
     shutil.copy(tmp_path / "ask.png", SHARED_SCREENSHOT)
 
@@ -134,6 +160,7 @@ def test_the_benchmark_tab_shows_progress_then_the_table_and_plot(page, tmp_path
     expect(table).to_contain_text("openvino")
     expect(table).to_contain_text("pytorch")
     expect(page.locator("#bench-plot img")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    assert broken_header_words(page, "#bench-table") == []
     page.screenshot(path=tmp_path / "bench.png", full_page=True)
     shutil.copy(tmp_path / "bench.png", "/tmp/sparseqa-bench-screenshot.png")
 
