@@ -14,11 +14,8 @@ the table (pandas), the plot (matplotlib) and the JSON.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -34,11 +31,12 @@ from .blocks import describe
 from .calibration import example_pairs
 from .hardware import Machine, library_versions, machine
 from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, card_for
-from .choice import OPENVINO, SPARSE_WEIGHTS, SPARSEQA, KernelDecision, decide
+from .choice import AUTO_RUNTIMES, OPENVINO, SPARSE_KERNELS_RUNTIME, SPARSE_WEIGHTS_RUNTIME, KernelDecision, decide
 from .explain import bench_sentences
 from .models import ModelLoadError, cache_root, resolve
 from .runtimes import QAEngine, cached_kernel_decision, choose_kernels, default_threads, load_engine
-from .timing import LatencyStats, interleave
+from .timing import BUSY_SHARE, LatencyStats, OtherCpuUse, interleave
+from .workload import forward_pass
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +54,6 @@ TABLE_COLUMNS = [
     "vs dense same runtime",
     "vs OpenVINO kernels",
 ]
-SPARSE_WEIGHTS_RUNTIME = "openvino + sparse weights"
-SPARSE_KERNELS_RUNTIME = "openvino + sparseqa kernels"
-# The table's runtime label of each candidate `--kernels auto` chooses from (sparseqa.choice).
-AUTO_RUNTIMES = {OPENVINO: "openvino", SPARSE_WEIGHTS: SPARSE_WEIGHTS_RUNTIME, SPARSEQA: SPARSE_KERNELS_RUNTIME}
-# Other processes taking this share of the CPU or more while the timings run make them unreliable.
-BUSY_SHARE = 0.1
 
 # Called as progress(fraction_done, description): the shape gradio.Progress accepts, so a handler can pass its own.
 ProgressCallback = Callable[[float, str], object]
@@ -417,76 +409,6 @@ def plan(settings: BenchSettings, cpu: Machine | None = None) -> tuple[list[Conf
     return configurations, absent
 
 
-def benchmark_inputs(engine: QAEngine, seq_len: int) -> list[dict[str, np.ndarray]]:
-    """The bundled question/passage pairs, tokenized by ``engine``'s tokenizer to exactly ``seq_len`` tokens each."""
-    questions, passages = zip(*example_pairs())
-    try:
-        encoding = engine.tokenizer(
-            list(questions),
-            list(passages),
-            truncation="only_second",
-            padding="max_length",
-            max_length=seq_len,
-            return_tensors="np",
-        )
-    except Exception as error:  # the tokenizers library raises a bare Exception when a question alone is too long
-        raise ValueError(
-            f"the example questions do not fit in {seq_len} tokens with this tokenizer: use longer sequence lengths"
-        ) from error
-    arrays = {name: encoding[name].astype(np.int64) for name in engine.input_names if name in encoding}
-    if arrays["input_ids"].shape[1] != seq_len:
-        raise ValueError(
-            f"the tokenizer made {arrays['input_ids'].shape[1]} tokens instead of {seq_len}: use longer sequence lengths"
-        )
-    return [{name: array[index : index + 1] for name, array in arrays.items()} for index in range(len(questions))]
-
-
-class OtherCpuUse:
-    """The share of all cores' time that other processes used inside its ``with`` blocks (None off Linux).
-
-    Every busy tick in ``/proc/stat`` (hypervisor steal included) that this process's own CPU time does not explain
-    belongs to someone else; unlike the load average it does not lag, nor count this process's earlier work.
-    """
-
-    def __init__(self) -> None:
-        self._other_s = 0.0
-        self._wall_s = 0.0
-        self._started: tuple[float, float, float] | None = None
-        self._readable = _busy_cpu_seconds() is not None
-
-    def __enter__(self) -> OtherCpuUse:
-        if self._readable:
-            self._started = (_busy_cpu_seconds(), time.process_time(), time.monotonic())
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._started is None:
-            return
-        busy_s, own_s, wall_s = self._started
-        self._other_s += (_busy_cpu_seconds() - busy_s) - (time.process_time() - own_s)
-        self._wall_s += time.monotonic() - wall_s
-        self._started = None
-
-    @property
-    def share(self) -> float | None:
-        """Other processes' CPU time over the wall time of all cores, from 0 (idle machine) to 1."""
-        if not self._readable or self._wall_s == 0:
-            return None
-        return min(max(self._other_s / (self._wall_s * (os.cpu_count() or 1)), 0.0), 1.0)
-
-
-def _busy_cpu_seconds() -> float | None:
-    """CPU seconds all cores spent not idle since boot, from ``/proc/stat``; None where it cannot be read."""
-    try:
-        with open("/proc/stat", encoding="ascii") as stat:
-            ticks = [int(value) for value in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle, iowait = ticks[3], ticks[4] if len(ticks) > 4 else 0
-    # Fields 9 and 10 (guest time) are already counted in user and nice.
-    return (sum(ticks[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
-
-
 def run_benchmark(settings: BenchSettings, progress: ProgressCallback | None = None) -> BenchResult:
     """Measure every configuration ``plan`` chooses at every sequence length, interleaved (``timing.interleave``).
 
@@ -645,12 +567,6 @@ def logits_fidelity(engines: dict[Configuration, QAEngine]) -> list[Fidelity]:
             cosine = float(actual @ expected / (np.linalg.norm(actual) * np.linalg.norm(expected)))
             fidelity.append(Fidelity(config, float(np.abs(actual - expected).max()), cosine))
     return fidelity
-
-
-def forward_pass(engine: QAEngine, seq_len: int) -> Callable[[], object]:
-    """One batch-1 forward pass of ``engine`` at ``seq_len`` tokens per call, cycling through the example pairs."""
-    inputs = itertools.cycle(benchmark_inputs(engine, seq_len))
-    return lambda: engine.infer(next(inputs))
 
 
 def with_ratios(measured: list[tuple[Configuration, int, LatencyStats]]) -> list[BenchRow]:

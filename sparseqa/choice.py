@@ -4,7 +4,7 @@
 (``openvino``), OpenVINO's sparse weight decompression (``openvino-sparse-weights``, only where the CPU has AMX) and
 sparseqa's block-sparse kernels (``sparseqa``, wherever they built and the graph pass found sparse Linears). Which
 is fastest depends on the CPU (AMX makes OpenVINO's dense int8 fast), so ``choose`` times them against each other on
-the first load: the bench's inputs (``bench.benchmark_inputs``) at ``SEQ_LENS`` tokens, interleaved round by round
+the first load: the bench's inputs (``workload.benchmark_inputs``) at ``SEQ_LENS`` tokens, interleaved round by round
 (``timing.interleave``), warm-up excluded. ``decide`` keeps the fastest, or the simplest candidate whose time is
 within noise of the fastest. The decision and its numbers are cached as JSON under ``cache_root()/kernel-choice``,
 keyed by everything that could change the answer, so later starts only read it.
@@ -25,11 +25,16 @@ from pathlib import Path
 import numpy as np
 
 from .models import cache_root
-from .timing import LatencyStats, interleave
+from .timing import BUSY_SHARE, LatencyStats, OtherCpuUse, interleave
+from .workload import forward_pass
 
 OPENVINO = "openvino"
 SPARSE_WEIGHTS = "openvino-sparse-weights"
 SPARSEQA = "sparseqa"
+SPARSE_WEIGHTS_RUNTIME = "openvino + sparse weights"
+SPARSE_KERNELS_RUNTIME = "openvino + sparseqa kernels"
+# The table's runtime label of each candidate `--kernels auto` chooses from (above).
+AUTO_RUNTIMES = {OPENVINO: "openvino", SPARSE_WEIGHTS: SPARSE_WEIGHTS_RUNTIME, SPARSEQA: SPARSE_KERNELS_RUNTIME}
 CANDIDATES = (OPENVINO, SPARSE_WEIGHTS, SPARSEQA)  # simplest first: ties go to the earlier one
 DESCRIPTIONS = {
     OPENVINO: "OpenVINO's kernels",
@@ -65,7 +70,7 @@ class KernelDecision:
     runs: int | None = None
     wall_s: float | None = None
     measured_at: str | None = None
-    other_cpu_share: float | None = None  # other processes' share of the CPU while it was measured (bench.OtherCpuUse)
+    other_cpu_share: float | None = None  # other processes' share of the CPU while it was measured (timing.OtherCpuUse)
 
     def speedup(self, candidate: str, seq_len: int) -> float | None:
         """How many times faster ``candidate`` ran than OpenVINO's kernels at ``seq_len`` (None if not measured)."""
@@ -186,8 +191,6 @@ def measure(
 ) -> dict[tuple[str, int], LatencyStats]:
     """Each engine's forward pass on the bench's inputs at each length, every (candidate, length) pair interleaved
     round by round (``timing.interleave``), ``warmup`` untimed calls of each first."""
-    from .bench import forward_pass
-
     calls = {(name, length): forward_pass(engine, length) for name, engine in engines.items() for length in seq_lens}
     return interleave(calls, runs, warmup, after_round)
 
@@ -240,8 +243,6 @@ def choose(
         say(f"choosing the int8 kernels by measurement (once; cached): compiling {', '.join(candidates)} ...")
         engines = {name: build(name) for name in candidates}
         say(f" timing them at {' and '.join(map(str, SEQ_LENS))} tokens, {RUNS} interleaved rounds ")
-        from .bench import BUSY_SHARE, OtherCpuUse
-
         with OtherCpuUse() as other_use:
             stats = measure(engines, lambda rounds: say("."))
         chosen, reason, noise = decide(stats)

@@ -8,64 +8,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
-from .blocks import ORIENTATIONS
 from .decoding import DECODINGS, RUN_QA, RUN_QA_NO_SPAN, InputError
-from .models import DENSE_ID, SPARSE_ID, SYNTHETIC_DENSE, SYNTHETIC_SPARSE, ModelLoadError, card_for
+from .models import SYNTHETIC_SPARSE, ModelLoadError, card_for
+from .options import (
+    SYNTHETIC_NOTE,
+    UsageError,
+    add_kernels_argument,
+    add_model_arguments,
+    chosen_models,
+    quiet_libraries,
+)
 from .runtimes import KERNELS, PRECISIONS, RUNTIMES, default_precision
 from .timing import RequestTimeout
 from .blocks import ORIENTATIONS, describe
 from .tinytrain import DEFAULT_PATTERN as DEFAULT_TINY_PATTERN
 from .tinytrain import DEFAULT_STEPS as DEFAULT_TINY_STEPS
 
-SYNTHETIC_NOTE = "synthetic models have random weights: the answers are meaningless, the latencies are real"
-
 MAX_TOP_K = 20
 PRECISION_HELP = "precision of the sparse model (default int8 on openvino, fp32 on pytorch)"
 EXPECTED_ERRORS = (ModelLoadError, InputError, RequestTimeout, ValueError, OSError, RuntimeError)
-
-
-class UsageError(Exception):
-    """Arguments that do not fit together; exit code 2 like argparse's own errors."""
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, *, dense: bool = True) -> None:
-    """--model / --synthetic (and --dense-model), shared by every command that loads models."""
-    parser.add_argument("--model", help=f"sparse model: hub id or local directory (default {SPARSE_ID})")
-    if dense:
-        parser.add_argument("--dense-model", help=f"dense baseline: hub id or local directory (default {DENSE_ID})")
-    parser.add_argument(
-        "--synthetic",
-        action="store_true",
-        help="use locally built random-weight BERT-base models (no download; real latency, meaningless answers)",
-    )
-
-
-KERNELS_HELP = (
-    "who computes the sparse model's int8 Linears: auto (the first load on a machine times OpenVINO's kernels, their "
-    "sparse weight decompression where the CPU has AMX and sparseqa's sparse kernels, keeps the fastest and caches "
-    "the decision), or force one: openvino, openvino-sparse-weights, sparseqa; default SPARSEQA_KERNELS, else auto"
-)
-
-
-def add_kernels_argument(parser: argparse.ArgumentParser) -> None:
-    """--kernels, shared by every command that loads the sparse model on OpenVINO."""
-    parser.add_argument("--kernels", choices=KERNELS, help=KERNELS_HELP)
-
-
-def chosen_models(args: argparse.Namespace) -> tuple[str, str]:
-    """(sparse, dense) model names from --model, --dense-model and --synthetic."""
-    if args.synthetic and args.model:
-        raise UsageError("--synthetic and --model exclude each other: pass one")
-    if args.synthetic:
-        return SYNTHETIC_SPARSE, getattr(args, "dense_model", None) or SYNTHETIC_DENSE
-    return args.model or SPARSE_ID, getattr(args, "dense_model", None) or DENSE_ID
 
 
 def read_passage(args: argparse.Namespace) -> str:
@@ -636,16 +601,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(run=cmd_train_tiny)
     return parser
-
-
-def quiet_libraries() -> None:
-    """Keep library chatter (progress bars, deprecation notes) out of the CLI's output."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    for name in ("nncf", "huggingface_hub", "optimum", "torch"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:

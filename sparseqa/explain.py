@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .choice import DESCRIPTIONS, MIN_NOISE, OPENVINO, KernelDecision
+from .choice import DESCRIPTIONS, MIN_NOISE, OPENVINO, SPARSE_KERNELS_RUNTIME, SPARSE_WEIGHTS_RUNTIME, KernelDecision
 
 SAVED, NOTHING, COST = "saved time", "bought nothing measurable", "cost time"
 
@@ -74,8 +74,6 @@ def bench_sentences(rows: list[Mapping]) -> list[str]:
     model on OpenVINO fp32 against PyTorch fp32), the precision (int8 and bf16 against fp32 on OpenVINO), and the
     zeros (the sparse model against the dense one on OpenVINO's own int8 kernels, and each sparse path against
     OpenVINO's kernels on the same sparse model)."""
-    from .bench import SPARSE_KERNELS_RUNTIME, SPARSE_WEIGHTS_RUNTIME
-
     sentences = []
     runtime = _ratio(_medians(rows, "sparse", "pytorch", "fp32"), _medians(rows, "sparse", "openvino", "fp32"))
     if runtime:

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from .bench import DEFAULT_SEQ_LENS, BenchResult, BenchSettings, ProgressCallback, latest_bench
 from .bench import TABLE_COLUMNS as BENCH_COLUMNS  # the service's TABLE_COLUMNS are the Ask tab's
-from .cli import KERNELS_HELP, SYNTHETIC_NOTE, UsageError, add_model_arguments, chosen_models, quiet_libraries
+from .options import KERNELS_HELP, SYNTHETIC_NOTE, UsageError, add_model_arguments, chosen_models, quiet_libraries
 from .decoding import DECODINGS, InputError
 from .choice import KernelDecision
 from .evaluate import latest_result

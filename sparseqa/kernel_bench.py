@@ -293,7 +293,7 @@ def run_kernel_benchmark(
     """
     import openvino as ov
 
-    from .bench import OtherCpuUse
+    from .timing import OtherCpuUse
     from .runtimes import default_threads
     from .sparse_kernels import pack_bcsr
 

@@ -34,7 +34,7 @@ class EvalWorker:
     """One engine on one Ray worker (a Ray actor once ``ray.remote`` wraps it in ``_worker_class``)."""
 
     def __init__(self, configuration: tuple, threads: int, decoding: str, warmup: list[SquadQuestion]):
-        from .cli import quiet_libraries
+        from .options import quiet_libraries
         from .models import ModelLoadError
         from .runtimes import load_engine
 

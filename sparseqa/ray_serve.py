@@ -60,7 +60,7 @@ class QAModels:
         import ray
         from ray import serve
 
-        from .cli import quiet_libraries
+        from .options import quiet_libraries
 
         quiet_libraries()
         self.service = QAService.load(settings, strict=False, report=log.info)
@@ -291,7 +291,7 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     """Parse, start the replicas, serve the page until interrupted; one-line errors, no traceback."""
     from ray import serve
 
-    from .cli import quiet_libraries
+    from .options import quiet_libraries
     from .interface import build_demo, launch, options_from_args
 
     parser = serve_parser(environ)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -107,3 +108,53 @@ def interleave(
 def _check(deadline: float | None) -> None:
     if deadline is not None and time.monotonic() > deadline:
         raise RequestTimeout("the request took longer than the time limit: use fewer timed runs or a shorter passage")
+
+
+# Other processes taking this share of the CPU or more while the timings run make them unreliable.
+BUSY_SHARE = 0.1
+
+
+class OtherCpuUse:
+    """The share of all cores' time that other processes used inside its ``with`` blocks (None off Linux).
+
+    Every busy tick in ``/proc/stat`` (hypervisor steal included) that this process's own CPU time does not explain
+    belongs to someone else; unlike the load average it does not lag, nor count this process's earlier work.
+    """
+
+    def __init__(self) -> None:
+        self._other_s = 0.0
+        self._wall_s = 0.0
+        self._started: tuple[float, float, float] | None = None
+        self._readable = _busy_cpu_seconds() is not None
+
+    def __enter__(self) -> OtherCpuUse:
+        if self._readable:
+            self._started = (_busy_cpu_seconds(), time.process_time(), time.monotonic())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._started is None:
+            return
+        busy_s, own_s, wall_s = self._started
+        self._other_s += (_busy_cpu_seconds() - busy_s) - (time.process_time() - own_s)
+        self._wall_s += time.monotonic() - wall_s
+        self._started = None
+
+    @property
+    def share(self) -> float | None:
+        """Other processes' CPU time over the wall time of all cores, from 0 (idle machine) to 1."""
+        if not self._readable or self._wall_s == 0:
+            return None
+        return min(max(self._other_s / (self._wall_s * (os.cpu_count() or 1)), 0.0), 1.0)
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all cores spent not idle since boot, from ``/proc/stat``; None where it cannot be read."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            ticks = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle, iowait = ticks[3], ticks[4] if len(ticks) > 4 else 0
+    # Fields 9 and 10 (guest time) are already counted in user and nice.
+    return (sum(ticks[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sparseqa.bench import BenchSettings, OtherCpuUse, plan, run_benchmark
+from sparseqa.bench import BenchSettings, plan, run_benchmark
+from sparseqa.timing import OtherCpuUse
 from sparseqa.cli import main
 from sparseqa.hardware import Machine, machine
 from sparseqa.runtimes import default_threads
