@@ -515,9 +515,29 @@ def load_examples() -> list[dict]:
     return json.loads(EXAMPLES.read_text(encoding="utf-8"))
 
 
+def read_only_table(value: object = None, **options) -> gr.Dataframe:
+    """A table the user reads, not edits, whose long cells wrap: every table on the page."""
+    return gr.Dataframe(value, interactive=False, wrap=True, **options)
+
+
 def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
-    """The page: an "Ask" tab (inputs, examples, answers, latency), "Model facts" and "About this machine"."""
+    """The page, in reading order: the title and any banner, then the tabs "Ask", "Model facts", "Benchmark" and
+    "About this machine" (one function each, below)."""
     facts = facts or PageFacts.gather(service)
+    with gr.Blocks(title="sparseqa: sparse BERT question answering", analytics_enabled=False) as demo:
+        gr.Markdown(f"# Sparse BERT question answering\n\n{INTRO}", elem_classes="intro")
+        banner = banner_text(service)
+        gr.Markdown(banner, visible=bool(banner), elem_id="banner", elem_classes="banner")
+        with gr.Tabs():
+            ask_tab(service)
+            facts_tab(service, facts)
+            benchmark_tab(service)
+            machine_tab(service, facts)
+    return demo
+
+
+def ask_tab(service: QAService) -> None:
+    """Passage, question and runs; the examples; then the answers in the passage, the runners-up and the latency."""
     limits = service.settings.limits
     examples = load_examples()
     ready = service.sparse is not None
@@ -526,182 +546,178 @@ def build_demo(service: QAService, facts: PageFacts | None = None) -> gr.Blocks:
         """Answer a question about a passage with the sparse model and the dense baseline, timing each."""
         return ask(service, passage, question, runs)
 
-    with gr.Blocks(title="sparseqa: sparse BERT question answering", analytics_enabled=False) as demo:
-        gr.Markdown(f"# Sparse BERT question answering\n\n{INTRO}", elem_classes="intro")
-        banner = banner_text(service)
-        gr.Markdown(banner, visible=bool(banner), elem_id="banner", elem_classes="banner")
-        with gr.Tabs():
-            with gr.Tab("Ask", id="ask"):
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=3):
-                        passage = gr.Textbox(
-                            label="Passage",
-                            lines=9,
-                            max_lines=18,
-                            placeholder="Paste the text the answer should come from",
-                        )
-                    with gr.Column(scale=2):
-                        question = gr.Textbox(
-                            label="Question",
-                            lines=1,
-                            placeholder="Ask about the passage, then press Enter",
-                        )
-                        runs = gr.Slider(
-                            1,
-                            limits.max_runs,
-                            value=DEFAULT_RUNS,
-                            step=1,
-                            label="Timed runs per model",
-                            info="after one untimed warm-up; the page shows the median",
-                        )
-                        ask_button = gr.Button("Ask", variant="primary", interactive=ready)
-                gr.Examples(
-                    [[example["passage"], example["question"]] for example in examples],
-                    inputs=[passage, question],
-                    example_labels=[example["title"] for example in examples],
-                    label="Examples: click one to fill in the passage and the question",
-                    examples_per_page=12,
+    with gr.Tab("Ask", id="ask"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                passage = gr.Textbox(
+                    label="Passage",
+                    lines=9,
+                    max_lines=18,
+                    placeholder="Paste the text the answer should come from",
                 )
-                with gr.Column(visible=False) as results:
-                    highlighted = gr.HighlightedText(
-                        label="The answers in the passage",
-                        color_map=HIGHLIGHT_COLOURS,
-                        show_legend=True,
-                        show_inline_category=False,
-                        elem_id="highlighted",
-                    )
-                    summary = gr.Markdown(label="Summary", elem_id="summary")
-                    answers = gr.Dataframe(
-                        headers=ANSWER_COLUMNS,
-                        label="Answers and runners-up",
-                        interactive=False,
-                        wrap=True,
-                        column_widths=["22%", "7%", "49%", "11%", "11%"],
-                        elem_id="answers",
-                    )
-                    # The whole width: nine columns beside the chart broke one-word headers mid-word.
-                    latency = gr.Dataframe(
-                        headers=TABLE_COLUMNS,
-                        label="Latency",
-                        interactive=False,
-                        wrap=True,
-                        column_widths=["12%", "9%", "9%", "12%", "24%", "7%", "9%", "8%", "10%"],
-                        elem_id="latency",
-                    )
-                    chart = gr.BarPlot(
-                        x="model",
-                        y="median ms",
-                        color="model",
-                        color_map=model_colours(service),
-                        colors_in_legend=[],
-                        y_lim=[0, None],
-                        x_title=" ",
-                        label="Median latency (ms, lower is faster)",
-                        elem_id="latency-chart",
-                    )
-                    with gr.Accordion("The full result as JSON (what the API returns)", open=False):
-                        result = gr.JSON(label="Result", show_label=False)
-                gr.on(
-                    triggers=[ask_button.click, question.submit],
-                    fn=ask_models,
-                    inputs=[passage, question, runs],
-                    outputs=[highlighted, summary, answers, latency, result],
-                    api_name="ask",
-                ).success(latency_chart, inputs=latency, outputs=chart, api_visibility="private")
-                # Shown at once, beside the answer being computed, so the progress shows where the answer will be.
-                gr.on(
-                    triggers=[ask_button.click, question.submit],
-                    fn=lambda: gr.Column(visible=True),
-                    outputs=results,
-                    queue=False,
-                    api_visibility="private",
+            with gr.Column(scale=2):
+                question = gr.Textbox(
+                    label="Question",
+                    lines=1,
+                    placeholder="Ask about the passage, then press Enter",
                 )
-            with gr.Tab("Model facts", id="facts"):
-                gr.Markdown("### Sparsity of the loaded sparse model")
-                gr.Markdown(sparsity_text(facts))
-                if facts.sparsity is not None:
-                    gr.Plot(sparsity_figure(facts.sparsity), show_label=False, elem_id="sparsity-plot")
-                    gr.Dataframe(
-                        sparsity_table(facts.sparsity),
-                        headers=SPARSITY_COLUMNS,
-                        label="Zeros per encoder layer",
-                        interactive=False,
-                        wrap=True,
-                        elem_id="sparsity",
-                        elem_classes="facts-table",
-                    )
-                    with gr.Accordion("Every encoder Linear", open=False):
-                        gr.Dataframe(
-                            linear_sparsity_table(facts.sparsity),
-                            headers=LINEAR_SPARSITY_COLUMNS,
-                            show_label=False,
-                            interactive=False,
-                            wrap=True,
-                            elem_id="sparsity-linears",
-                            elem_classes="facts-table",
-                        )
-                gr.Markdown("### Accuracy on SQuAD v1.1")
-                gr.Dataframe(
-                    lambda: accuracy_table(service),
-                    headers=ACCURACY_COLUMNS,
-                    interactive=False,
-                    wrap=True,
+                runs = gr.Slider(
+                    1,
+                    limits.max_runs,
+                    value=DEFAULT_RUNS,
+                    step=1,
+                    label="Timed runs per model",
+                    info="after one untimed warm-up; the page shows the median",
+                )
+                ask_button = gr.Button("Ask", variant="primary", interactive=ready)
+        gr.Examples(
+            [[example["passage"], example["question"]] for example in examples],
+            inputs=[passage, question],
+            example_labels=[example["title"] for example in examples],
+            label="Examples: click one to fill in the passage and the question",
+            examples_per_page=12,
+        )
+        with gr.Column(visible=False) as results:
+            highlighted = gr.HighlightedText(
+                label="The answers in the passage",
+                color_map=HIGHLIGHT_COLOURS,
+                show_legend=True,
+                show_inline_category=False,
+                elem_id="highlighted",
+            )
+            summary = gr.Markdown(label="Summary", elem_id="summary")
+            answers = read_only_table(
+                headers=ANSWER_COLUMNS,
+                label="Answers and runners-up",
+                column_widths=["22%", "7%", "49%", "11%", "11%"],
+                elem_id="answers",
+            )
+            # The whole width: nine columns beside the chart broke one-word headers mid-word.
+            latency = read_only_table(
+                headers=TABLE_COLUMNS,
+                label="Latency",
+                column_widths=["12%", "9%", "9%", "12%", "24%", "7%", "9%", "8%", "10%"],
+                elem_id="latency",
+            )
+            chart = gr.BarPlot(
+                x="model",
+                y="median ms",
+                color="model",
+                color_map=model_colours(service),
+                colors_in_legend=[],
+                y_lim=[0, None],
+                x_title=" ",
+                label="Median latency (ms, lower is faster)",
+                elem_id="latency-chart",
+            )
+            with gr.Accordion("The full result as JSON (what the API returns)", open=False):
+                result = gr.JSON(label="Result", show_label=False)
+        gr.on(
+            triggers=[ask_button.click, question.submit],
+            fn=ask_models,
+            inputs=[passage, question, runs],
+            outputs=[highlighted, summary, answers, latency, result],
+            api_name="ask",
+        ).success(latency_chart, inputs=latency, outputs=chart, api_visibility="private")
+        # Shown at once, beside the answer being computed, so the progress shows where the answer will be.
+        gr.on(
+            triggers=[ask_button.click, question.submit],
+            fn=lambda: gr.Column(visible=True),
+            outputs=results,
+            queue=False,
+            api_visibility="private",
+        )
+
+
+def facts_tab(service: QAService, facts: PageFacts) -> None:
+    """The sparsity measured in the loaded sparse model, and SQuAD accuracy: the cards' and this machine's."""
+    with gr.Tab("Model facts", id="facts"):
+        gr.Markdown("### Sparsity of the loaded sparse model")
+        gr.Markdown(sparsity_text(facts))
+        if facts.sparsity is not None:
+            gr.Plot(sparsity_figure(facts.sparsity), show_label=False, elem_id="sparsity-plot")
+            read_only_table(
+                sparsity_table(facts.sparsity),
+                headers=SPARSITY_COLUMNS,
+                label="Zeros per encoder layer",
+                elem_id="sparsity",
+                elem_classes="facts-table",
+            )
+            with gr.Accordion("Every encoder Linear", open=False):
+                read_only_table(
+                    linear_sparsity_table(facts.sparsity),
+                    headers=LINEAR_SPARSITY_COLUMNS,
                     show_label=False,
-                    elem_id="accuracy",
+                    elem_id="sparsity-linears",
                     elem_classes="facts-table",
                 )
-                gr.Markdown(loaded_models_text(service))
-            with gr.Tab("Benchmark", id="benchmark"):
-                gr.Markdown(
-                    "A short version of `python -m sparseqa bench`: both models on every runtime and precision this "
-                    "CPU supports, at batch 1, on the bundled questions padded to each length. The first run exports "
-                    "and quantizes models it has not cached yet, which takes minutes; requests to the Ask tab wait "
-                    "while a length is being timed."
-                )
-                with gr.Row(equal_height=False):
-                    bench_lengths = gr.CheckboxGroup(
-                        list(BENCH_SEQ_LENS),
-                        value=BENCH_DEFAULT_SEQ_LENS,
-                        label="Sequence lengths (tokens)",
-                    )
-                    bench_runs = gr.Slider(
-                        1,
-                        BENCH_MAX_RUNS,
-                        value=BENCH_DEFAULT_RUNS,
-                        step=1,
-                        label="Timed runs per configuration and length",
-                        info="after one untimed warm-up; the table shows median and p90",
-                    )
-                    bench_button = gr.Button("Run benchmark", variant="primary", interactive=ready)
-                bench_summary_view = gr.Markdown(elem_id="bench-summary")
-                bench_table_view = gr.Dataframe(
-                    headers=BENCH_COLUMNS,
-                    label="Latency per configuration (ms); speedup over dense PyTorch fp32",
-                    interactive=False,
-                    wrap=True,
-                    column_widths=["17%", "15%", "9%", "8%", "10%", "8%", "9%", "12%", "12%"],
-                    elem_id="bench-table",
-                )
-                bench_plot = gr.Plot(
-                    label="Latency and speedup against sequence length", show_label=False, elem_id="bench-plot"
-                )
+        gr.Markdown("### Accuracy on SQuAD v1.1")
+        read_only_table(
+            lambda: accuracy_table(service),
+            headers=ACCURACY_COLUMNS,
+            show_label=False,
+            elem_id="accuracy",
+            elem_classes="facts-table",
+        )
+        gr.Markdown(loaded_models_text(service))
 
-                def run_bench(lengths: list, runs: float, progress=gr.Progress()) -> BenchView:
-                    """Time both models on every runtime and precision at the chosen sequence lengths."""
-                    return benchmark(service, lengths, runs, progress)
 
-                bench_button.click(
-                    run_bench,
-                    inputs=[bench_lengths, bench_runs],
-                    outputs=[bench_summary_view, bench_table_view, bench_plot],
-                    api_name="benchmark",
-                    concurrency_limit=1,
-                    concurrency_id="benchmark",
-                )
-            with gr.Tab("About this machine", id="machine"):
-                # Read on every page load, so a benchmark run since start-up adds its ratios.
-                gr.Markdown(lambda: machine_text(service, facts))
-    return demo
+def benchmark_tab(service: QAService) -> None:
+    """A short benchmark run from the page: lengths and runs in, progress, then the summary, table and plot."""
+    ready = service.sparse is not None
+
+    def run_bench(lengths: list, runs: float, progress=gr.Progress()) -> BenchView:
+        """Time both models on every runtime and precision at the chosen sequence lengths."""
+        return benchmark(service, lengths, runs, progress)
+
+    with gr.Tab("Benchmark", id="benchmark"):
+        gr.Markdown(
+            "A short version of `python -m sparseqa bench`: both models on every runtime and precision this "
+            "CPU supports, at batch 1, on the bundled questions padded to each length. The first run exports "
+            "and quantizes models it has not cached yet, which takes minutes; requests to the Ask tab wait "
+            "while a length is being timed."
+        )
+        with gr.Row(equal_height=False):
+            bench_lengths = gr.CheckboxGroup(
+                list(BENCH_SEQ_LENS),
+                value=BENCH_DEFAULT_SEQ_LENS,
+                label="Sequence lengths (tokens)",
+            )
+            bench_runs = gr.Slider(
+                1,
+                BENCH_MAX_RUNS,
+                value=BENCH_DEFAULT_RUNS,
+                step=1,
+                label="Timed runs per configuration and length",
+                info="after one untimed warm-up; the table shows median and p90",
+            )
+            bench_button = gr.Button("Run benchmark", variant="primary", interactive=ready)
+        bench_summary_view = gr.Markdown(elem_id="bench-summary")
+        bench_table_view = read_only_table(
+            headers=BENCH_COLUMNS,
+            label="Latency per configuration (ms); speedup over dense PyTorch fp32",
+            column_widths=["17%", "15%", "9%", "8%", "10%", "8%", "9%", "12%", "12%"],
+            elem_id="bench-table",
+        )
+        bench_plot = gr.Plot(
+            label="Latency and speedup against sequence length", show_label=False, elem_id="bench-plot"
+        )
+
+        bench_button.click(
+            run_bench,
+            inputs=[bench_lengths, bench_runs],
+            outputs=[bench_summary_view, bench_table_view, bench_plot],
+            api_name="benchmark",
+            concurrency_limit=1,
+            concurrency_id="benchmark",
+        )
+
+
+def machine_tab(service: QAService, facts: PageFacts) -> None:
+    """What this machine is and what it gives each runtime."""
+    with gr.Tab("About this machine", id="machine"):
+        # Read on every page load, so a benchmark run since start-up adds its ratios.
+        gr.Markdown(lambda: machine_text(service, facts))
 
 
 def launch(
