@@ -109,14 +109,28 @@ def resolve(model: str) -> LocalModel:
     if is_synthetic(model):
         path = build_synthetic(sparse=model == SYNTHETIC_SPARSE)
         return LocalModel(model, path, _directory_revision(path))
-    if os.path.isdir(model):
-        path = Path(model).resolve()
+    local = os.path.expanduser(model)  # SPARSEQA_MODEL=~/... reaches us unexpanded by a shell
+    if os.path.isdir(local):
+        path = Path(local).resolve()
         if not (path / "config.json").is_file():
             raise ModelLoadError(model, f"{path} has no config.json")
         return LocalModel(model, path, _directory_revision(path))
-    if os.path.exists(model):
+    if os.path.exists(local):
         raise ModelLoadError(model, "it is a file, not a model directory")
+    if not _is_hub_id(model):
+        raise ModelLoadError(model, "there is no such directory, and it is not a hub id (name or org/name)")
     return _hub_snapshot(model)
+
+
+def _is_hub_id(model: str) -> bool:
+    """Whether ``model`` can name a hub repository (checked offline): a path such as /data/m or ./m cannot."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _hub_snapshot(model_id: str) -> LocalModel:

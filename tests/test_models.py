@@ -12,6 +12,7 @@ from sparseqa.blocks import block_magnitudes, describe, zero_block_share
 from sparseqa.cli import main
 from sparseqa.models import (
     SYNTHETIC_PATTERN_ENV,
+    ModelLoadError,
     SYNTHETIC_SPARSE,
     build_synthetic,
     card_for,
@@ -140,3 +141,20 @@ def test_random_pruning_depends_on_the_seed(orientation):
         assert all(zero_block_share(w, orientation) == pytest.approx(0.8, abs=0.01) for w in weights.values())
         masks.setdefault(seed, []).append(np.concatenate([(w == 0).ravel() for w in weights.values()]))
     assert np.array_equal(masks[0][0], masks[0][1]) and not np.array_equal(masks[0][0], masks[1][0])
+
+
+@pytest.mark.parametrize("model", ["/nonexistent/model", "./no-such-model", "~/no-such-sparseqa-model", "two words"])
+def test_a_missing_directory_fails_without_asking_the_hub(model):
+    with pytest.raises(ModelLoadError) as failure:
+        resolve(model)
+    assert str(failure.value) == str(
+        ModelLoadError(model, "there is no such directory, and it is not a hub id (name or org/name)")
+    )
+
+
+def test_a_directory_is_found_through_a_home_relative_path(tmp_path, monkeypatch):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    local = resolve("~/model")
+    assert local.path == (tmp_path / "model").resolve()
