@@ -363,11 +363,8 @@ void quantize_sse2(const Plan& plan, const float* x, int64_t m, void* workspace,
         }
         const float* row = x + (t0 + t) * plan.k;
         const __m128 inverse = _mm_set1_ps(inverses[t]);
-        const __m128 low = _mm_set1_ps(-127.0f), high = _mm_set1_ps(127.0f);
         for (int32_t g = 0; g < plan.groups; ++g) {
-            __m128 v = _mm_mul_ps(_mm_loadu_ps(row + 4 * g), inverse);
-            v = _mm_min_ps(high, _mm_max_ps(low, v));  // clamping before rounding is the same: ±127 are integers
-            __m128i q = _mm_cvtps_epi32(v);
+            __m128i q = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(row + 4 * g), inverse));
             q = _mm_packs_epi32(q, q);
             q = _mm_packs_epi16(q, q);
             q = _mm_add_epi8(q, offset);
@@ -412,7 +409,6 @@ void quantize_columns_sse2(const Plan& plan, const float* x, int64_t m, void* wo
     uint8_t* out = panel(plan, workspace, m, token_block);
     const int64_t t0 = token_block * TOKEN_BLOCK;
     const __m128i offset = _mm_set1_epi8(static_cast<char>(plan.act_offset));
-    const __m128 low = _mm_set1_ps(-127.0f), high = _mm_set1_ps(127.0f);
     for (int32_t c0 = 0; c0 < plan.k; c0 += 16) {
         const int inputs = std::min<int32_t>(16, plan.k - c0);
         for (int lane = 0; lane < 4; ++lane) {
@@ -430,7 +426,7 @@ void quantize_columns_sse2(const Plan& plan, const float* x, int64_t m, void* wo
                 __m128i q[4];
                 for (int c = 0; c < 4; ++c) {
                     const __m128 v = _mm_mul_ps(_mm_loadu_ps(source + 4 * c), scale);
-                    q[c] = _mm_cvtps_epi32(_mm_min_ps(high, _mm_max_ps(low, v)));
+                    q[c] = _mm_cvtps_epi32(v);
                 }
                 r[row] = _mm_packs_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3]));
             }
@@ -459,7 +455,6 @@ void handoff_sse2(const Plan& plan, const float* rows, int32_t i0, int32_t i1, c
                   int64_t m, int64_t token_block) {
     uint8_t* out = panel(plan, workspace, m, token_block);
     const __m128i offset = _mm_set1_epi8(static_cast<char>(plan.act_offset));
-    const __m128 low = _mm_set1_ps(-127.0f), high = _mm_set1_ps(127.0f);
     __m128 inverses[16];
     for (int i = 0; i < 16; ++i) inverses[i] = _mm_loadu_ps(inverse + 4 * i);
     // Lane L of input i's panel line.
@@ -468,7 +463,7 @@ void handoff_sse2(const Plan& plan, const float* rows, int32_t i0, int32_t i1, c
         __m128i q[4];
         for (int j = 0; j < 4; ++j) {
             const __m128 v = _mm_mul_ps(_mm_loadu_ps(row + 16 * j), inverses[4 * j + L]);
-            q[j] = _mm_cvtps_epi32(_mm_min_ps(high, _mm_max_ps(low, v)));
+            q[j] = _mm_cvtps_epi32(v);
         }
         return _mm_packs_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3]));
     };

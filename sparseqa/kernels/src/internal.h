@@ -110,9 +110,9 @@ static inline float* output_at(const Output& out, int64_t t, int32_t o) {
 }
 
 typedef void (*ComputeFn)(const Plan& plan, const void* workspace, int64_t m, const Output& out, const Task& task);
-/* Quantizes tokens [token_block * TOKEN_BLOCK, +TOKEN_BLOCK) of x into their panel and token scales, with the same
- * arithmetic as quantize_token (clamping before rounding changes nothing: +-127 are integers); tokens past m become
- * zeros. */
+/* Quantizes tokens [token_block * TOKEN_BLOCK, +TOKEN_BLOCK) of x into their panel and token scales, with the bytes
+ * quantize_token writes for finite inputs; tokens past m become zeros. The kernels leave out its clamp to +-127: a
+ * finite |x| * (127 / amax) is at most 127 (1 + 2^-22), which rounds to 127 (measured: ~1% of a layer's time). */
 typedef void (*QuantizeFn)(const Plan& plan, const float* x, int64_t m, void* workspace, int64_t token_block);
 
 /* Quantizes inputs [i0, i1) of ``plan`` for the tokens of one token block straight from the previous Linear's

@@ -194,7 +194,6 @@ inline void quantize8(const Plan& plan, const float* x, int64_t m, void* workspa
         }
         token_scale(amax, scales_t + t, inverse + t);
     }
-    const __m256 low = _mm256_set1_ps(-127.0f), high = _mm256_set1_ps(127.0f);
     const __m256i offset = _mm256_set1_epi8(static_cast<char>(plan.act_offset));
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -212,8 +211,7 @@ inline void quantize8(const Plan& plan, const float* x, int64_t m, void* workspa
                 __m256i q[4];
                 for (int c = 0; c < 4; ++c) {
                     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(4 * groups - 8 * c), lane);
-                    __m256 v = _mm256_mul_ps(_mm256_maskload_ps(row + 8 * c, mask), scale);
-                    q[c] = _mm256_cvtps_epi32(_mm256_min_ps(high, _mm256_max_ps(low, v)));
+                    q[c] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_maskload_ps(row + 8 * c, mask), scale));
                 }
                 // packs work within 128-bit lanes; the permute puts the 32 bytes back in input order.
                 const __m256i words = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));

@@ -234,11 +234,9 @@ inline void token_scales_avx512(const Plan& plan, const float* x, int64_t m, voi
     }
 }
 
-/* 16 inputs times their token's 127 / amax, clamped to +-127 and rounded as quantize_token does, as int32 lanes. */
-inline __m512i rounded(__m512 v, __m512 inverse) {
-    const __m512 low = _mm512_set1_ps(-127.0f), high = _mm512_set1_ps(127.0f);
-    return _mm512_cvtps_epi32(_mm512_min_ps(high, _mm512_max_ps(low, _mm512_mul_ps(v, inverse))));
-}
+/* 16 inputs times their token's 127 / amax, rounded as quantize_token does (see internal.h on its clamp), as int32
+ * lanes. */
+inline __m512i rounded(__m512 v, __m512 inverse) { return _mm512_cvtps_epi32(_mm512_mul_ps(v, inverse)); }
 
 /* The 4 x 4 dwords of each 128-bit lane of a[0..3] transposed: a[v] dword j becomes a[j] dword v. */
 inline void transpose4x4_epi32_lanes(__m512i a[4]) {
