@@ -29,7 +29,7 @@ import pandas as pd
 from . import native
 from .blocks import check, describe
 from .hardware import library_versions, machine
-from .timing import interleave
+from .timing import OtherCpuUse, interleave
 
 SPARSITY = 0.8
 DEFAULT_BLOCKS = ("4x1",)
@@ -293,7 +293,6 @@ def run_kernel_benchmark(
     """
     import openvino as ov
 
-    from .timing import OtherCpuUse
     from .runtimes import default_threads
     from .sparse_kernels import pack_bcsr
 

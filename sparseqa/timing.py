@@ -1,4 +1,5 @@
-"""Measuring latency honestly: warm-up excluded, median and p90 of N runs, one measurement at a time."""
+"""Measuring latency honestly: warm-up excluded, median and p90 of N runs, one measurement at a time, and how much
+of the CPU other processes took meanwhile."""
 
 from __future__ import annotations
 
