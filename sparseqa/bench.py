@@ -165,6 +165,7 @@ class BenchRow:
             "median_ms": self.latency.median_ms,
             "p90_ms": self.latency.p90_ms,
             "runs": self.latency.runs,
+            "samples_ms": list(self.latency.samples_ms),
             "speedup": self.speedup,
             "vs_dense_same_runtime": self.vs_dense_same_runtime,
             "vs_openvino_kernels": self.vs_openvino_kernels,

@@ -17,7 +17,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,23 +119,28 @@ class KernelDecision:
         return cls(**(data | {"medians_ms": medians}))
 
 
-def noise_share(stats: Mapping[tuple[str, int], LatencyStats]) -> float:
-    """How far apart two candidates' times must be to count as different, as a share of them: about one standard
-    error of their measured ratio, at least ``MIN_NOISE``.
+def ratio_noise(samples_ms: Sequence[float], baseline_ms: Sequence[float]) -> float:
+    """About one standard error of the ratio of two medians timed side by side, as a share of it: the interquartile
+    range of the per-round ratios over their median, divided by the square root of the rounds (0 for one round).
 
-    Interleaving times every candidate once per round, side by side, so each round gives one ratio of a candidate's
-    time to OpenVINO's at the same length, and a burst of other work that slows both calls of a round leaves it
-    alone. The noise is the interquartile range of those ratios over their median, divided by the square root of
-    the rounds (for a median that is about one standard error), taken as the median over the candidates and lengths.
-    """
-    spreads = []
-    for (name, length), timing in stats.items():
-        plain = stats.get((OPENVINO, length))
-        if name == OPENVINO or plain is None:
-            continue
-        ratios = np.asarray(timing.samples_ms) / np.asarray(plain.samples_ms)
-        iqr = np.percentile(ratios, 75) - np.percentile(ratios, 25)
-        spreads.append(iqr / np.median(ratios) / math.sqrt(len(ratios)))
+    Interleaving times both calls once per round, so a burst of other work that slows both calls of a round leaves
+    that round's ratio alone."""
+    ratios = np.asarray(samples_ms, dtype=np.float64) / np.asarray(baseline_ms, dtype=np.float64)
+    if len(ratios) < 2:
+        return 0.0
+    iqr = np.percentile(ratios, 75) - np.percentile(ratios, 25)
+    return float(iqr / np.median(ratios) / math.sqrt(len(ratios)))
+
+
+def noise_share(stats: Mapping[tuple[str, int], LatencyStats]) -> float:
+    """How far apart two candidates' times must be to count as different, as a share of them: the median over the
+    candidates and lengths of ``ratio_noise`` against OpenVINO's kernels at the same length, at least
+    ``MIN_NOISE``."""
+    spreads = [
+        ratio_noise(timing.samples_ms, stats[OPENVINO, length].samples_ms)
+        for (name, length), timing in stats.items()
+        if name != OPENVINO and (OPENVINO, length) in stats
+    ]
     return max(MIN_NOISE, float(np.median(spreads)) if spreads else 0.0)
 
 
