@@ -20,7 +20,6 @@ import json
 import math
 import random
 import shutil
-import string
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 from . import blocks, qadata
 from .calibration import MODEL_PAIRS_FILE
 from .decoding import MAX_LENGTH, STRIDE
+from .models import build_tokenizer, build_vocab, publish
 
 HIDDEN = 128
 LAYERS = 4
@@ -48,8 +48,8 @@ HELDOUT_PASSAGES = 40
 HELDOUT_QUESTIONS_PER_PASSAGE = 8
 HELDOUT_FILE = "heldout-squad-v1.1.json"
 CALIBRATION_PAIRS = 300
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-PRUNING_CODE = (blocks.prune_mask, blocks.block_magnitudes, blocks.block_view)
+# Code elsewhere that decides the weights: the pruning functions and the vocabulary.
+SHARED_CODE = (blocks.prune_mask, blocks.block_magnitudes, blocks.block_view, build_vocab)
 
 
 @dataclass(frozen=True)
@@ -89,46 +89,16 @@ class TrainSummary:
 
 def code_version() -> str:
     """A short hash of the code that decides the model's weights: this module, the data generator, the pruning
-    functions of ``blocks`` (not the whole module, which also holds the report's vocabulary), torch's version."""
+    functions of ``blocks`` (not the whole module, which also holds the report's vocabulary), the vocabulary builder,
+    torch's version."""
     import torch
 
     digest = hashlib.sha256(torch.__version__.encode())
     for module in (qadata, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
-    for function in PRUNING_CODE:
+    for function in SHARED_CODE:
         digest.update(inspect.getsource(function).encode())
     return digest.hexdigest()[:12]
-
-
-def build_vocab(texts: list[str]) -> dict[str, int]:
-    """A WordPiece vocabulary: special tokens, every ASCII letter, digit and punctuation mark alone and as a ``##``
-    continuation (so any ASCII text tokenizes without [UNK]), then every word of ``texts`` but numbers of more than
-    four digits, sorted.
-
-    Built from sorted sets, not by a trainer, so the same texts always give the same vocabulary.
-    """
-    from tokenizers import normalizers, pre_tokenizers
-
-    normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
-    splitter = pre_tokenizers.BertPreTokenizer()
-    characters = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
-    # Years, ages and heights are whole tokens: as digit pieces ("1747" -> 1 ##7 ##4 ##7) the model often ended an
-    # answer one digit short. Longer numbers (populations) stay digit pieces rather than thousands of rare tokens.
-    words = {
-        word
-        for text in texts
-        for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))
-        if not word.isdigit() or len(word) <= 4
-    }
-    tokens = [*SPECIAL_TOKENS, *characters, *(f"##{c}" for c in characters), *sorted(words - set(characters))]
-    return {token: index for index, token in enumerate(tokens)}
-
-
-def build_tokenizer(vocab: dict[str, int]):
-    """transformers' lower-casing BERT tokenizer (fast, with offsets) over ``vocab``."""
-    from transformers import BertTokenizer
-
-    return BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=512)
 
 
 def _heldout(seed: int) -> list[qadata.Passage]:
@@ -409,8 +379,6 @@ def cached_tiny_model(
     Keyed by ``code_version()``, pattern and seed, so a change to the data, the training or the pruning builds a new
     one. Written atomically: a half-built directory is never reused.
     """
-    from .models import publish
-
     target = root / f"tiny-squad-{code_version()}-{blocks.check(pattern)}-magnitude-seed{seed}"
     if _is_trained(target):
         return target

@@ -59,7 +59,7 @@ def build_tiny_model(directory: Path, *, orientation: str | None, seed: int = 0)
 
     from sparseqa.models import build_tokenizer, prune_blocks
 
-    tokenizer = build_tokenizer(vocab_size=2000)
+    tokenizer = build_tokenizer()
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(tokenizer),

@@ -20,7 +20,8 @@ from sparseqa import qadata
 from sparseqa.blocks import block_magnitudes, describe, zero_block_share, zero_blocks
 from sparseqa.decoding import MAX_LENGTH
 from sparseqa.evaluate import load_squad
-from sparseqa.tinytrain import HELDOUT_FILE, block_mask, build_tokenizer, build_vocab, train_tiny
+from sparseqa.models import build_tokenizer, build_vocab
+from sparseqa.tinytrain import HELDOUT_FILE, block_mask, train_tiny
 
 REPO = Path(__file__).resolve().parent.parent
 TRAINED = {"4x1": "trained_tiny_model", "1x4": "trained_tiny_model_1x4"}
