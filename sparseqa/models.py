@@ -306,10 +306,11 @@ def build_tokenizer(vocab: dict[str, int] | None = None):
     bundled examples)."""
     from transformers import BertTokenizer
 
-    return BertTokenizer(vocab=vocab or build_vocab(_example_texts()), do_lower_case=True, model_max_length=512)
+    return BertTokenizer(vocab=vocab or build_vocab(example_texts()), do_lower_case=True, model_max_length=512)
 
 
-def _example_texts() -> list[str]:
+def example_texts() -> list[str]:
+    """The bundled examples' passages and questions."""
     texts = []
     examples = ASSETS / "examples.json"
     if examples.is_file():

@@ -176,12 +176,13 @@ def test_with_every_pair_ranked_each_answer_scores_the_sum_of_the_token_spans_on
 
 def test_a_word_reached_by_two_token_spans_scores_their_sum(tokenizer):
     encoding = encode(tokenizer, QUESTION, PASSAGE)
-    lan, _ = token_range(encoding, PASSAGE, "landed")
-    assert tokenizer.convert_ids_to_tokens(encoding["input_ids"][0, lan : lan + 3].tolist()) == ["lan", "##d", "##ed"]
+    first, last = token_range(encoding, PASSAGE, "landed")
+    pieces = tokenizer.convert_ids_to_tokens(encoding["input_ids"][0, first : last + 1].tolist())
+    assert len(pieces) >= 3 and all(piece.startswith("##") for piece in pieces[1:]), pieces
     start = np.full(encoding["input_ids"].shape, -20.0, dtype=np.float32)
     end = np.full_like(start, -20.0)
-    start[0, lan] = start[0, lan + 1] = 8.0  # two starts inside "landed", equally likely
-    end[0, lan + 2] = 8.0
+    start[0, first] = start[0, first + 1] = 8.0  # two starts inside "landed", equally likely
+    end[0, last] = 8.0
 
     spans = demo_spans(start, end, encoding, PASSAGE, top_k=3)
 
@@ -326,7 +327,7 @@ def test_run_qa_takes_the_best_start_plus_end_logit_cut_at_the_tokens(tokenizer)
     # No widening to words: the answer starts and ends mid-word, where the tokens do.
     begin, stop = token_chars(encoding, 0, creme_first + 1, brulee_last - 1)
     assert (spans[0].start, spans[0].end) == (begin, stop)
-    assert spans[0].text == passage[begin:stop] == "ème brûlé"
+    assert spans[0].text == passage[begin:stop] == "rème brûlé"  # "crème" is c ##r ##e ##m ##e: not in the vocabulary
     assert len(spans) <= N_BEST and all(passage[span.start : span.end] == span.text for span in spans)
 
 
