@@ -23,7 +23,8 @@ AVX2_ONLY = Machine("Some AVX2 CPU", 2, 2, avx512_vnni=False, avx512_bf16=False,
 VNNI = replace(AVX2_ONLY, cpu="AMD EPYC", avx512_vnni=True, avx512_bf16=True, openvino_default_precision="bf16",
                flags=("avx2", "avx512_vnni", "avx512_bf16", "avx_vnni"))  # fmt: skip
 AMX = replace(VNNI, cpu="Intel Xeon (AMX)", amx=True, flags=VNNI.flags + ("amx_int8", "amx_tile", "amx_bf16"))
-# Medians (ms) at 128 and 384 tokens: the AMX Xeon's from issue 17, Zen 5's from the README's bench run.
+# Medians (ms) at 128 and 384 tokens: the AMX Xeon's from issue 17, Zen 5's from an early bench run of the 1x4 kernels
+# on a faster Zen 5 host (51 against 34 ms at 384 tokens).
 XEON_MS = {OPENVINO: (21.7, 106.3), SPARSEQA: (27.4, 116.2), SPARSE_WEIGHTS: (23.5, 113.7)}
 ZEN5_MS = {OPENVINO: (17.7, 51.1), SPARSEQA: (11.5, 34.1)}
 

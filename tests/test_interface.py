@@ -362,7 +362,8 @@ def test_about_this_machine_names_the_kernels_that_run_and_why(service):
 AVX2_ONLY = Machine("Some AVX2 CPU", 2, 2, False, False, False, "fp32", flags=("avx2",))
 VNNI = Machine("AMD EPYC", 2, 2, True, True, False, "bf16", flags=("avx2", "avx512_vnni"))
 AMX = Machine("Intel Xeon (AMX)", 2, 2, True, True, True, "bf16", flags=("avx512_vnni", "amx_int8"))
-# Medians (ms) at 128 and 384 tokens: the AMX Xeon's from issue 17, Zen 5's from the README's bench run.
+# Medians (ms) at 128 and 384 tokens: the AMX Xeon's from issue 17, Zen 5's from an early bench run of the 1x4 kernels
+# on a faster Zen 5 host (51 against 34 ms at 384 tokens).
 MEASURED = {
     "amx": (AMX, {"openvino": (21.7, 106.3), "sparseqa": (27.4, 116.2), "openvino-sparse-weights": (23.5, 113.7)}),
     "vnni": (VNNI, {"openvino": (17.7, 51.1), "sparseqa": (11.5, 34.1)}),
