@@ -54,27 +54,18 @@ def sparseqa_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 TINY_SQUAD = Path(__file__).parent / "data" / "squad_tiny.json"
 
 
-def squad_texts(path: Path) -> list[str]:
-    """Every passage and question of a SQuAD v1.1 file."""
-    import json
-
-    texts = []
-    for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
-        for paragraph in article["paragraphs"]:
-            texts += [paragraph["context"], *(qa["question"] for qa in paragraph["qas"])]
-    return texts
-
-
 def build_tiny_model(directory: Path, *, orientation: str | None, seed: int = 0) -> Path:
-    """A 2-layer, 32-wide BERT QA model with a vocabulary of the bundled examples and the tiny SQuAD file: 80% of the blocks of ``orientation``
-    ("1x4": 1 output × 4 consecutive inputs, "4x1": 4 consecutive outputs × 1 input) of every encoder Linear zeroed
-    (lowest mean |w| first, as the seed model was pruned), or dense for None."""
+    """A 2-layer, 32-wide BERT QA model with a vocabulary of the bundled examples and the tiny SQuAD file: 80% of the
+    blocks of ``orientation`` ("1x4": 1 output × 4 consecutive inputs, "4x1": 4 consecutive outputs × 1 input) of
+    every encoder Linear zeroed (lowest mean |w| first, as the seed model was pruned), or dense for None."""
     import torch
     from transformers import BertConfig, BertForQuestionAnswering
 
+    from sparseqa.evaluate import load_squad
     from sparseqa.models import build_tokenizer, build_vocab, example_texts, prune_blocks
 
-    tokenizer = build_tokenizer(build_vocab(example_texts() + squad_texts(TINY_SQUAD)))
+    texts = example_texts() + [text for q in load_squad(TINY_SQUAD) for text in (q.context, q.question)]
+    tokenizer = build_tokenizer(build_vocab(texts))
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(tokenizer),

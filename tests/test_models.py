@@ -95,10 +95,9 @@ def test_the_synthetic_tokenizer_is_the_same_in_every_process():
     # tokenizers' WordPiece trainer gave each process its own vocabulary (huggingface/tokenizers#1794), and with it
     # other calibration and other logits for the same weights.
     script = "import json; from sparseqa.models import build_tokenizer; print(json.dumps(build_tokenizer().get_vocab()))"
-    vocabs = [
-        json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT).stdout)
-        for _ in range(2)
-    ]
+    command = [sys.executable, "-c", script]
+    runs = [subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT) for _ in range(2)]
+    vocabs = [json.loads(run.stdout) for run in runs]
     assert vocabs[0] == vocabs[1]
     assert {"[CLS]", "[SEP]", "##e", "the"} <= vocabs[0].keys()
 
