@@ -446,7 +446,7 @@ def test_build_key_names_sources_and_compiler(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(native, "KERNEL_SOURCES", sources)
     original = native.build_key()
     assert native.build_key() == original
-    kernel = sources / "src" / "kernel_avx2.cpp"
+    kernel = sources / "src" / "kernel_avx2_4x1.cpp"
     kernel.write_text(kernel.read_text() + "\n// changed\n")
     changed = native.build_key()
     assert changed != original

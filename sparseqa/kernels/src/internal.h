@@ -122,20 +122,21 @@ typedef void (*QuantizeFn)(const Plan& plan, const float* x, int64_t m, void* wo
 typedef void (*HandoffFn)(const Plan& plan, const float* rows, int32_t i0, int32_t i1, const float* inverse,
                           void* workspace, int64_t m, int64_t token_block);
 
-/* Kernels, one per ISA translation unit and block orientation. */
-void compute_scalar(const Plan&, const void*, int64_t, const Output&, const Task&);
-void compute_avx2(const Plan&, const void*, int64_t, const Output&, const Task&);
-void compute_avxvnni(const Plan&, const void*, int64_t, const Output&, const Task&);
-void compute_avx512vnni(const Plan&, const void*, int64_t, const Output&, const Task&);
-void compute_columns_scalar(const Plan&, const void*, int64_t, const Output&, const Task&);
-void compute_columns_avx2(const Plan&, const void*, int64_t, const Output&, const Task&);
-void compute_columns_avxvnni(const Plan&, const void*, int64_t, const Output&, const Task&);
-void compute_columns_avx512vnni(const Plan&, const void*, int64_t, const Output&, const Task&);
-void quantize_sse2(const Plan&, const float*, int64_t, void*, int64_t);
-void quantize_avx2(const Plan&, const float*, int64_t, void*, int64_t);
-void quantize_avx512(const Plan&, const float*, int64_t, void*, int64_t);
-void quantize_columns_sse2(const Plan&, const float*, int64_t, void*, int64_t);
-void quantize_columns_avx512(const Plan&, const float*, int64_t, void*, int64_t);
+/* Kernels, one translation unit per block orientation and ISA (kernel_<isa>_<orientation>.cpp), and the quantizers
+ * that lay out their panels (the 1x4 ones beside their kernels, quantize_sse2.cpp for the portable pair). */
+void compute_1x4_scalar(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_1x4_avx2(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_1x4_avxvnni(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_1x4_avx512vnni(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_4x1_scalar(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_4x1_avx2(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_4x1_avxvnni(const Plan&, const void*, int64_t, const Output&, const Task&);
+void compute_4x1_avx512vnni(const Plan&, const void*, int64_t, const Output&, const Task&);
+void quantize_1x4_sse2(const Plan&, const float*, int64_t, void*, int64_t);
+void quantize_1x4_avx2(const Plan&, const float*, int64_t, void*, int64_t);
+void quantize_1x4_avx512(const Plan&, const float*, int64_t, void*, int64_t);
+void quantize_4x1_sse2(const Plan&, const float*, int64_t, void*, int64_t);
+void quantize_4x1_avx512(const Plan&, const float*, int64_t, void*, int64_t);
 
 /* Each token's largest |value| over ``count`` output rows of one token block (TOKEN_BLOCK floats apart) into
  * peak[TOKEN_BLOCK]: what the handoff's token scales come from. */
